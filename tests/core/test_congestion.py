@@ -1,0 +1,244 @@
+"""NewReno (RFC 9002 section 7, Appendix B) and the persistent-congestion test."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from udpim.core.config import SessionConfig
+from udpim.core.congestion import (
+    CongestionController,
+    CongestionState,
+    NewReno,
+    in_persistent_congestion,
+)
+from udpim.core.errors import LocalProtocolError
+from udpim.core.frames import AckFrame, PingFrame
+from udpim.core.recovery import LossRecovery, SentPacket
+
+MDS = 1200
+
+
+def packet(number: int, time_sent: float, size: int = MDS, eliciting: bool = True) -> SentPacket:
+    return SentPacket(number, time_sent, size, eliciting, True, (PingFrame(),))
+
+
+def send(cc: NewReno, count: int, time_sent: float, first: int = 0) -> list[SentPacket]:
+    packets = [packet(first + i, time_sent) for i in range(count)]
+    for p in packets:
+        cc.on_packet_sent(p.size_bytes, p.time_sent)
+    return packets
+
+
+@pytest.mark.parametrize(
+    ("mds", "initial", "minimum"),
+    [(1200, 12000, 2400), (1500, 14720, 3000), (9000, 18000, 18000)],
+)
+def test_initial_and_minimum_windows(mds: int, initial: int, minimum: int) -> None:
+    cc = NewReno(mds)
+    assert cc.congestion_window_bytes == initial
+    assert cc.minimum_window_bytes == minimum
+    assert cc.state is CongestionState.SLOW_START
+    assert cc.state_name() == "slow-start"
+    assert cc.slow_start_threshold_bytes == float("inf")
+
+
+def test_bad_datagram_size_is_refused() -> None:
+    with pytest.raises(LocalProtocolError):
+        NewReno(0)
+
+
+def test_slow_start_doubles_per_window_acknowledged() -> None:
+    cc = NewReno(MDS)
+    packets = send(cc, 10, 0.0)  # exactly one window in flight
+    cc.on_packets_acked(packets, 0.1)
+    assert cc.congestion_window_bytes == 24000
+    packets = send(cc, 20, 0.1, first=10)
+    cc.on_packets_acked(packets[:10], 0.2)
+    assert cc.congestion_window_bytes == 36000
+    assert cc.state is CongestionState.SLOW_START
+
+
+def test_no_growth_while_application_limited() -> None:
+    cc = NewReno(MDS)
+    packets = send(cc, 2, 0.0)  # 2400 in flight of a 12000 window: under half used
+    cc.on_packets_acked(packets, 0.1)
+    assert cc.congestion_window_bytes == 12000
+    packets = send(cc, 5, 0.1, first=2)  # exactly half: counts as used
+    cc.on_packets_acked(packets, 0.2)
+    assert cc.congestion_window_bytes == 18000
+
+
+def test_loss_halves_window_and_enters_recovery() -> None:
+    cc = NewReno(MDS)
+    packets = send(cc, 10, 0.0)
+    cc.on_packets_lost(packets[:1], 1.0)
+    assert cc.congestion_window_bytes == 6000
+    assert cc.slow_start_threshold_bytes == 6000
+    assert cc.state_name() == "recovery"
+
+
+def test_one_reduction_per_recovery_period() -> None:
+    cc = NewReno(MDS)
+    early = send(cc, 10, 0.0)
+    cc.on_packets_lost(early[:1], 1.0)
+    cc.on_packets_lost(early[1:3], 1.5)  # sent before the period began
+    assert cc.congestion_window_bytes == 6000
+    at_start = send(cc, 1, 1.0, first=10)  # sent at the very start time still counts as before
+    cc.on_packets_lost(at_start, 1.6)
+    assert cc.congestion_window_bytes == 6000
+    late = send(cc, 2, 1.25, first=11)  # sent after the period began: a new congestion event
+    cc.on_packets_lost(late[:1], 2.0)
+    assert cc.congestion_window_bytes == 3000
+    assert cc.state is CongestionState.RECOVERY
+
+
+def test_acks_of_packets_sent_before_recovery_do_not_grow_window() -> None:
+    cc = NewReno(MDS)
+    early = send(cc, 10, 0.0)
+    cc.on_packets_lost(early[:1], 1.0)
+    cc.on_packets_acked(early[1:], 1.1)
+    assert cc.congestion_window_bytes == 6000
+    assert cc.state is CongestionState.RECOVERY
+
+
+def test_ack_of_packet_sent_during_recovery_ends_it() -> None:
+    cc = NewReno(MDS)
+    early = send(cc, 10, 0.0)
+    cc.on_packets_lost(early[:1], 1.0)
+    cc.on_packets_acked(early[1:], 1.0)
+    late = send(cc, 5, 1.5, first=10)  # 6000 in flight: window fully used
+    cc.on_packets_acked(late[:1], 2.0)
+    assert cc.state is CongestionState.CONGESTION_AVOIDANCE
+    assert cc.state_name() == "congestion-avoidance"
+
+
+def test_congestion_avoidance_adds_one_datagram_per_window() -> None:
+    cc = NewReno(MDS)
+    early = send(cc, 10, 0.0)
+    cc.on_packets_lost(early[:1], 1.0)
+    cc.on_packets_acked(early[1:], 1.0)
+    assert cc.congestion_window_bytes == 6000
+    packets = send(cc, 5, 1.5, first=10)  # one window (6000 bytes)
+    cc.on_packets_acked(packets[:4], 2.0)
+    assert cc.congestion_window_bytes == 6000  # 4800 of 6000 acknowledged so far
+    refill = send(cc, 4, 2.0, first=15)  # the sender keeps the window full
+    cc.on_packets_acked(packets[4:], 2.1)
+    assert cc.congestion_window_bytes == 7200  # one full window acknowledged: + 1 mds
+    more = send(cc, 2, 2.1, first=19)  # 7200 in flight
+    cc.on_packets_acked(refill + more[:1], 2.5)  # 6000 of the new 7200
+    assert cc.congestion_window_bytes == 7200
+    assert cc.state is CongestionState.CONGESTION_AVOIDANCE
+
+
+def test_persistent_congestion_collapses_to_minimum_and_restarts_slow_start() -> None:
+    cc = NewReno(MDS)
+    packets = send(cc, 10, 0.0)
+    cc.on_packets_lost(packets, 5.0)
+    cc.on_persistent_congestion(5.0)
+    assert cc.congestion_window_bytes == 2400
+    assert cc.state is CongestionState.SLOW_START
+    # The recovery period is forgotten: a later ack of an old packet grows the window.
+    old = send(cc, 1, 4.0, first=10)
+    cc.on_packets_acked(old, 5.5)
+    assert cc.congestion_window_bytes == 3600
+
+
+def test_window_never_below_minimum() -> None:
+    cc = NewReno(MDS)
+    for round_ in range(8):
+        packets = send(cc, 1, float(round_), first=round_)
+        cc.on_packets_lost(packets, round_ + 0.5)
+    assert cc.congestion_window_bytes == 2400
+
+
+def test_empty_loss_report_changes_nothing() -> None:
+    cc = NewReno(MDS)
+    cc.on_packets_lost([], 1.0)
+    assert cc.state is CongestionState.SLOW_START
+    assert cc.congestion_window_bytes == 12000
+
+
+# --- in_persistent_congestion --------------------------------------------------------
+
+
+def run(times: Sequence[float], first: int = 0) -> list[SentPacket]:
+    return [packet(first + i, t) for i, t in enumerate(times)]
+
+
+def test_persistent_congestion_needs_span_longer_than_duration() -> None:
+    assert in_persistent_congestion(run([1.0, 2.0, 4.0]), 0.5, duration_s=2.5)
+    assert not in_persistent_congestion(run([1.0, 2.0, 3.5]), 0.5, duration_s=2.5)
+    assert not in_persistent_congestion(run([1.0, 3.5]), 0.5, duration_s=2.5)  # equal is not more
+
+
+def test_persistent_congestion_needs_an_rtt_sample() -> None:
+    assert not in_persistent_congestion(run([1.0, 9.0]), None, duration_s=2.5)
+
+
+def test_packets_before_first_sample_do_not_count() -> None:
+    assert not in_persistent_congestion(run([1.0, 2.0, 4.0]), 1.5, duration_s=2.5)
+    assert in_persistent_congestion(run([1.0, 2.0, 5.0]), 1.5, duration_s=2.5)
+
+
+def test_gap_in_packet_numbers_breaks_the_run() -> None:
+    lost = run([1.0, 2.0]) + run([4.0], first=3)  # packet 2 not among the lost
+    assert not in_persistent_congestion(lost, 0.5, duration_s=2.5)
+
+
+def test_non_eliciting_packets_bridge_but_do_not_start_a_run() -> None:
+    lost = [
+        packet(0, 0.5, eliciting=False),
+        packet(1, 1.0),
+        packet(2, 2.0, eliciting=False),
+        packet(3, 3.75),
+    ]
+    assert in_persistent_congestion(lost, 0.25, duration_s=2.5)
+    assert not in_persistent_congestion([*lost[:3], packet(3, 3.5)], 0.25, duration_s=2.5)
+
+
+# --- the seam: another algorithm plugs into LossRecovery -----------------------------
+
+
+class FixedWindow:
+    """A trivial controller: a constant window, recording the hooks it gets."""
+
+    def __init__(self, window_bytes: int) -> None:
+        self.window_bytes = window_bytes
+        self.calls: list[tuple[str, int]] = []
+
+    @property
+    def congestion_window_bytes(self) -> int:
+        return self.window_bytes
+
+    def on_packet_sent(self, size_bytes: int, now: float) -> None:
+        self.calls.append(("sent", size_bytes))
+
+    def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
+        self.calls.append(("acked", len(packets)))
+
+    def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
+        self.calls.append(("lost", len(packets)))
+
+    def on_persistent_congestion(self, now: float) -> None:
+        self.calls.append(("persistent", 0))
+
+    def state_name(self) -> str:
+        return "fixed"
+
+
+def test_another_controller_plugs_into_loss_recovery() -> None:
+    fixed = FixedWindow(2000)
+    controller: CongestionController = fixed
+    recovery = LossRecovery(SessionConfig(), congestion=controller)
+    assert recovery.congestion is fixed
+    for number in range(5):
+        recovery.on_packet_sent(packet(number, 0.0, size=500))
+    assert not recovery.can_send(1)  # 2500 in flight of 2000
+    recovery.on_ack_received(AckFrame(ranges=((3, 4),), ack_delay_us=0), 0.25)
+    # Packets 0 and 1 are 3 below the largest acknowledged: lost by packet threshold.
+    assert fixed.calls == [("sent", 500)] * 5 + [("lost", 2), ("acked", 2)]
+    assert recovery.statistics().congestion_state == "fixed"
+    assert recovery.can_send(1500)
+    assert not recovery.can_send(1501)

@@ -1,0 +1,99 @@
+"""Every tunable of the core, in one place, with its unit in its name.
+
+``SessionConfig`` is shared by both ends' sessions and the components they own
+(reliability, keepalive, crypto). ``EndpointConfig`` holds what only the demultiplexer
+needs (limits and DoS posture). Both are frozen: build a new one with
+``dataclasses.replace`` to change a value. docs/PROTOCOL.md ("Timers") lists the timer
+defaults and where each comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import final
+
+__all__ = ["CookieMode", "EndpointConfig", "SessionConfig"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Tunables of one session. Defaults follow RFC 9002 and WireGuard where they apply."""
+
+    # --- datagrams and messages -------------------------------------------------------
+    max_datagram_bytes: int = 1200
+    """Largest UDP payload this side sends (QUIC's conservative 1200-byte default)."""
+    max_message_bytes: int = 1 << 20
+    """Largest application message accepted by ``send_message`` (1 MiB)."""
+    receive_window_bytes: int = 4 << 20
+    """Reassembly memory the receiver grants the peer (flow control, stream bytes)."""
+
+    # --- handshake ----------------------------------------------------------------------
+    handshake_retry_s: float = 1.0
+    """First handshake retransmission timeout; doubles per retry (exponential backoff)."""
+    handshake_retry_max_s: float = 8.0
+    """Ceiling of the handshake retransmission timeout."""
+    handshake_timeout_s: float = 30.0
+    """Give up (``SessionClosed(HANDSHAKE_TIMEOUT)``) after this long without a response."""
+
+    # --- loss recovery (RFC 9002) -------------------------------------------------------
+    initial_rtt_s: float = 0.333
+    """RTT assumed before the first sample (RFC 9002 section 6.2.2)."""
+    max_ack_delay_s: float = 0.025
+    """Longest a receiver delays an acknowledgement (delayed ACK bound)."""
+    ack_eliciting_threshold: int = 2
+    """Acknowledge at once after this many ack-eliciting packets (every 2nd packet)."""
+    packet_threshold: int = 3
+    """Declare a packet lost when one this many numbers later is acknowledged."""
+    time_threshold: float = 9 / 8
+    """Declare a packet lost when it is this many RTTs older than an acknowledged one."""
+    timer_granularity_s: float = 0.001
+    """Smallest timer the loss detector sets (RFC 9002 kGranularity)."""
+    max_pto_backoff: int = 6
+    """Probe-timeout backoff doubles at most this many times (caps the PTO at 64x)."""
+
+    # --- keepalive and liveness ---------------------------------------------------------
+    heartbeat_interval_s: float = 25.0
+    """Send an authenticated PING when nothing was sent for this long (WireGuard: 25 s)."""
+    dead_peer_timeout_s: float = 60.0
+    """Emit ``PeerUnreachable`` when nothing authenticated arrived for this long."""
+    idle_timeout_s: float = 600.0
+    """Close the session (``IDLE_TIMEOUT``) when nothing authenticated arrived this long."""
+
+    # --- keys ---------------------------------------------------------------------------
+    rekey_after_s: float = 120.0
+    """Move the send direction to the next key epoch after this long (WireGuard: 2 min)."""
+    rekey_after_packets: int = 1 << 20
+    """... or after this many packets sent under one key, whichever comes first."""
+    replay_window_packets: int = 4096
+    """Anti-replay sliding window size in packets (at least 2048)."""
+
+    # --- paths --------------------------------------------------------------------------
+    path_validation_timeout_s: float = 3.0
+    """Abandon validating a new path (and fall back to the old one) after this long."""
+
+
+@final
+class CookieMode(Enum):
+    """When a responder demands a cookie round trip before allocating handshake state."""
+
+    NEVER = "never"
+    ALWAYS = "always"
+    UNDER_LOAD = "under-load"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """Tunables of an ``Endpoint`` (the connection-ID demultiplexer)."""
+
+    session: SessionConfig = SessionConfig()
+    cookie_mode: CookieMode = CookieMode.UNDER_LOAD
+    """DoS posture: answer initiations with a stateless cookie reply (see crypto essay)."""
+    load_threshold_handshakes: int = 200
+    """``UNDER_LOAD`` starts demanding cookies above this many handshakes in progress."""
+    cookie_secret_lifetime_s: float = 120.0
+    """The secret that cookies are bound to rotates this often (previous one still valid)."""
+    max_sessions: int = 200_000
+    """Refuse new initiations (dropped, ``RATE_LIMITED``) beyond this many sessions."""

@@ -1,0 +1,355 @@
+"""``Endpoint``: many sessions behind one UDP socket, with one timer structure.
+
+The endpoint demultiplexes datagrams by connection ID, answers handshakes (statelessly
+with a cookie when under load), and keeps every session's deadline in one heap, so a
+driver needs one receive loop and one timer loop for 100 000 sessions, not a task each.
+
+Rules:
+
+* Nothing is allocated for a datagram until it proves something: an initiation must
+  carry a valid mac1 (the sender knows our public key) before any Diffie-Hellman, and
+  under load a valid mac2 (a cookie bound to its source address) before any state.
+  See ``cookies.py`` for the DoS essay.
+* A replayed initiation (timestamp not newer than the last accepted from that key) is
+  dropped; an initiation from a key the owner refuses (``accept_peer``) is dropped
+  without an answer.
+* A new initiation from a key whose previous handshake is still unconfirmed replaces
+  that half-open session (its response was lost and the initiator retried). Established
+  sessions are never replaced here: the owner decides (a user may have several devices).
+* Work is proportional to what happened: only sessions touched since the last flush are
+  asked for datagrams and events; the heap holds (deadline, sequence, cid) entries and
+  stale ones are skipped lazily.
+
+Theory of operation for a driver (see ``udpim.net.udp``): after every datagram or timer,
+drain ``next_event()``, then send ``datagrams_to_send(now)``, then sleep until
+``get_timer()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import final
+
+from udpim.core.config import CookieMode, EndpointConfig
+from udpim.core.cookies import CookieGuard, TimestampGuard, verify_mac1_untrusted
+from udpim.core.crypto import StaticKey
+from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
+from udpim.core.events import Event, MessageReceived
+from udpim.core.frames import CloseReason
+from udpim.core.handshake import respond_untrusted
+from udpim.core.session import Session
+from udpim.core.state import SessionState
+from udpim.core.wire import (
+    CID_BYTES,
+    MAX_DATAGRAM_BYTES,
+    PacketType,
+    decode_cookie_reply_untrusted,
+    decode_response_untrusted,
+    peek_packet_type_untrusted,
+)
+
+__all__ = ["Endpoint", "EndpointStatistics"]
+
+Address = tuple[str, int]
+Rng = Callable[[int], bytes]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class EndpointStatistics:
+    """Endpoint-wide counters: sessions, handshakes and drops before any session."""
+
+    sessions: int
+    handshakes_accepted: int
+    cookie_replies_sent: int
+    drops: dict[str, int]
+
+
+@final
+class Endpoint:
+    """Demultiplexes datagrams to sessions and owns their timers.
+
+    Args:
+        config: endpoint tunables (and the sessions' ``SessionConfig``).
+        static_key: our long-term identity.
+        rng: randomness (``os.urandom`` in production, seeded in simulations).
+        accept_peer: called with an initiator's static public key; False refuses it
+            (closed hubs). Default: accept everyone (trust on first use is the
+            owner's business).
+    """
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        static_key: StaticKey,
+        rng: Rng,
+        *,
+        accept_peer: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.static_key = static_key
+        self._rng = rng
+        self._accept_peer = accept_peer
+        self._sessions: dict[bytes, Session] = {}
+        self._half_open: dict[bytes, bytes] = {}  # initiator key -> cid of CONFIRMING session
+        self._dirty: dict[bytes, None] = {}  # cids touched since the last flush (ordered set)
+        self._eventful: dict[bytes, None] = {}  # cids that may have events
+        self._heap: list[tuple[float, int, bytes]] = []
+        self._scheduled: dict[bytes, float] = {}
+        self._sequence = 0
+        self._stateless: deque[tuple[bytes, Address]] = deque()
+        self._cookies = CookieGuard(static_key.public, rng, config.cookie_secret_lifetime_s)
+        self._timestamps = TimestampGuard(config.max_sessions)
+        self._load_window_start = 0.0
+        self._load_count = 0
+        self._accepted = 0
+        self._cookie_replies = 0
+        self._drops: dict[DropReason, int] = {}
+
+    # --- sessions --------------------------------------------------------------------
+
+    def connect(
+        self, peer_public: bytes, address: Address, now: float, timestamp_ns: int
+    ) -> Session:
+        """Start a session to ``peer_public`` at ``address`` (we are the initiator).
+
+        Args:
+            peer_public: the peer's static public key (32 bytes).
+            address: where to send.
+            now: the current time.
+            timestamp_ns: wall-clock nanoseconds, for handshake replay protection.
+
+        Raises:
+            LocalProtocolError: if the endpoint holds ``max_sessions`` already.
+        """
+        if len(self._sessions) >= self.config.max_sessions:
+            raise LocalProtocolError("session limit reached")
+        cid = self._new_cid()
+        session = Session.initiate(
+            config=self.config.session,
+            local_key=self.static_key,
+            peer_public=peer_public,
+            peer_address=address,
+            local_cid=cid,
+            rng=self._rng,
+            now=now,
+            timestamp_ns=timestamp_ns,
+        )
+        self._sessions[cid] = session
+        self._touch(cid)
+        return session
+
+    def send_message(self, session: Session, payload: bytes, now: float) -> int:
+        """``session.send_message`` and remember to flush it.
+
+        Raises:
+            LocalProtocolError: see ``Session.send_message``.
+        """
+        number = session.send_message(payload, now)
+        self._touch(session.local_cid)
+        return number
+
+    def close_session(
+        self,
+        session: Session,
+        now: float,
+        code: CloseReason = CloseReason.NORMAL,
+        text: str = "",
+    ) -> None:
+        """``session.close`` and remember to flush it.
+
+        Raises:
+            LocalProtocolError: see ``Session.close``.
+        """
+        session.close(now, code, text)
+        self._touch(session.local_cid)
+
+    def session(self, cid: bytes) -> Session | None:
+        """The session that owns ``cid``, if any."""
+        return self._sessions.get(cid)
+
+    def sessions(self) -> list[Session]:
+        """All sessions, in creation order."""
+        return list(self._sessions.values())
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # --- input -----------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
+        """Feed one datagram from the socket. Never raises for any input bytes."""
+        try:
+            if len(data) > MAX_DATAGRAM_BYTES:
+                raise BadPacket(DropReason.OVERSIZED, f"{len(data)} bytes")
+            kind = peek_packet_type_untrusted(data)
+            if kind is PacketType.INITIATION:
+                self._on_initiation(data, address, now)
+                return
+            if kind is PacketType.DATA:
+                cid = bytes(data[1 : 1 + CID_BYTES])
+            elif kind is PacketType.RESPONSE:
+                cid = decode_response_untrusted(data).receiver_cid
+            else:
+                cid = decode_cookie_reply_untrusted(data).receiver_cid
+            session = self._sessions.get(cid)
+            if session is None:
+                raise BadPacket(DropReason.UNKNOWN_CONNECTION, cid.hex())
+        except BadPacket as exc:
+            self._drops[exc.reason] = self._drops.get(exc.reason, 0) + 1
+            return
+        session.receive_datagram(data, address, now)
+        self._touch(cid)
+
+    def _on_initiation(self, data: bytes, address: Address, now: float) -> None:
+        verify_mac1_untrusted(data, self.static_key.public)
+        if len(self._sessions) >= self.config.max_sessions:
+            raise BadPacket(DropReason.RATE_LIMITED, "session limit reached")
+        if self._cookie_required(now) and not self._cookies.check_mac2(data, address, now):
+            self._stateless.append((self._cookies.make_reply(data, address, now), address))
+            self._cookie_replies += 1
+            raise BadPacket(DropReason.COOKIE_REQUIRED, "cookie round trip")
+        cid = self._new_cid()
+        info, response, result = respond_untrusted(
+            self.static_key, data, cid, self._rng, timestamp_guard=self._timestamps
+        )
+        if self._accept_peer is not None and not self._accept_peer(info.initiator_public):
+            raise BadPacket(DropReason.UNKNOWN_PEER, info.initiator_public.hex())
+        self._replace_half_open(info.initiator_public)
+        session = Session.accept(
+            config=self.config.session,
+            result=result,
+            response=response,
+            local_cid=cid,
+            peer_address=address,
+            received_bytes=len(data),
+            rng=self._rng,
+            now=now,
+        )
+        self._sessions[cid] = session
+        self._half_open[info.initiator_public] = cid
+        self._accepted += 1
+        self._touch(cid)
+
+    def _cookie_required(self, now: float) -> bool:
+        mode = self.config.cookie_mode
+        if mode is CookieMode.ALWAYS:
+            return True
+        if mode is CookieMode.NEVER:
+            return False
+        if now - self._load_window_start >= 1.0:
+            self._load_window_start = now
+            self._load_count = 0
+        self._load_count += 1
+        return self._load_count > self.config.load_threshold_handshakes
+
+    def _replace_half_open(self, initiator_public: bytes) -> None:
+        old_cid = self._half_open.pop(initiator_public, None)
+        if old_cid is None:
+            return
+        old = self._sessions.get(old_cid)
+        if old is not None and old.state is SessionState.CONFIRMING:
+            self._forget(old_cid)
+
+    # --- time ------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline of any session, or None."""
+        heap = self._heap
+        while heap:
+            deadline, _, cid = heap[0]
+            if self._scheduled.get(cid) == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Run every session whose deadline has passed."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, cid = heapq.heappop(heap)
+            if self._scheduled.get(cid) != deadline:
+                continue
+            del self._scheduled[cid]
+            session = self._sessions.get(cid)
+            if session is not None:
+                session.handle_timer(now)
+                self._touch(cid)
+
+    # --- output ----------------------------------------------------------------------
+
+    def next_event(self) -> tuple[Session, Event] | None:
+        """The next event of any session, with its session, or None."""
+        while self._eventful:
+            cid = next(iter(self._eventful))
+            session = self._sessions.get(cid)
+            event = session.next_event() if session is not None else None
+            if event is not None and session is not None:
+                if isinstance(event, MessageReceived):
+                    self._dirty[cid] = None  # credit reopened: a WINDOW may be due
+                return session, event
+            del self._eventful[cid]
+            if session is not None and session.state is SessionState.CLOSED:
+                self._forget(cid)
+        return None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Every datagram any touched session (or the endpoint) wants to send now."""
+        out = list(self._stateless)
+        self._stateless.clear()
+        dirty = self._dirty
+        self._dirty = {}
+        for cid in dirty:
+            session = self._sessions.get(cid)
+            if session is None:
+                continue
+            out.extend(session.datagrams_to_send(now))
+            self._schedule(cid, session)
+        return out
+
+    def statistics(self) -> EndpointStatistics:
+        """Endpoint-wide counters (per-session ones are in ``Session.statistics``)."""
+        return EndpointStatistics(
+            sessions=len(self._sessions),
+            handshakes_accepted=self._accepted,
+            cookie_replies_sent=self._cookie_replies,
+            drops={reason.value: count for reason, count in self._drops.items()},
+        )
+
+    # --- internals -------------------------------------------------------------------
+
+    def _touch(self, cid: bytes) -> None:
+        self._dirty[cid] = None
+        self._eventful[cid] = None
+
+    def _schedule(self, cid: bytes, session: Session) -> None:
+        deadline = session.get_timer()
+        if deadline is None:
+            self._scheduled.pop(cid, None)
+            return
+        if self._scheduled.get(cid) == deadline:
+            return
+        self._scheduled[cid] = deadline
+        self._sequence += 1
+        heapq.heappush(self._heap, (deadline, self._sequence, cid))
+        if len(self._heap) > 2 * len(self._scheduled) + 64:
+            # Drop stale entries so a long-lived hub's heap stays O(sessions).
+            self._heap = [
+                entry for entry in self._heap if self._scheduled.get(entry[2]) == entry[0]
+            ]
+            heapq.heapify(self._heap)
+
+    def _forget(self, cid: bytes) -> None:
+        self._sessions.pop(cid, None)
+        self._scheduled.pop(cid, None)
+        self._dirty.pop(cid, None)
+        self._eventful.pop(cid, None)
+
+    def _new_cid(self) -> bytes:
+        while True:
+            cid = self._rng(CID_BYTES)
+            if cid not in self._sessions:
+                return cid

@@ -1,0 +1,95 @@
+"""Events: what a ``Session`` tells its owner. Outputs only, never fed back in.
+
+A driver drains them with ``Session.next_event()`` (or ``Endpoint.next_event()``,
+which pairs each with its session) after every input, the way aioquic's ``QuicEvent``
+and h11's events are consumed. Names are past tense: they report what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import final
+
+from udpim.core.frames import CloseReason
+
+__all__ = [
+    "Event",
+    "MessageDelivered",
+    "MessageReceived",
+    "PathChanged",
+    "PeerReachable",
+    "PeerUnreachable",
+    "SessionClosed",
+    "SessionEstablished",
+]
+
+Address = tuple[str, int]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SessionEstablished:
+    """The handshake completed; ``peer_static_key`` is the authenticated peer (32 bytes)."""
+
+    peer_static_key: bytes
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A whole message arrived; emitted exactly once per message, in send order."""
+
+    message_number: int
+    payload: bytes
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """Every fragment of our message ``message_number`` was acknowledged by the peer."""
+
+    message_number: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PeerUnreachable:
+    """Nothing authenticated arrived for ``dead_peer_timeout_s``; the session keeps trying."""
+
+    silent_for_s: float
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PeerReachable:
+    """Authenticated input arrived again after ``PeerUnreachable``."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PathChanged:
+    """The peer's address changed and the new path was validated."""
+
+    old_address: Address
+    new_address: Address
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The session ended; no more events follow. ``by_peer`` tells who closed it."""
+
+    reason: CloseReason
+    text: str
+    by_peer: bool
+
+
+Event = (
+    SessionEstablished
+    | MessageReceived
+    | MessageDelivered
+    | PeerUnreachable
+    | PeerReachable
+    | PathChanged
+    | SessionClosed
+)

@@ -1,0 +1,470 @@
+"""Packet assembly and frame dispatch for an established session.
+
+``Transmitter`` owns what happens between the session's state machine and the wire once
+keys exist: opening DATA packets and handing each frame to its owner, and packing the
+next datagram from everything that wants to go out. ``Session`` decides *whether* (it
+owns the state); this module decides *what* and *in which order*.
+
+Packing order of one datagram (docs/PROTOCOL.md "Packing"):
+
+1. an ACK, when one is pending and either due now or the packet goes out anyway;
+2. control frames: PATH_RESPONSEs, a PATH_CHALLENGE, a WINDOW update;
+3. message data: retransmissions first, then new fragments, while the congestion
+   window allows (probes, heartbeats and the first confirmation may exceed it);
+4. a PING if the packet must elicit an acknowledgement (probe, heartbeat,
+   confirmation) and carries nothing else that does.
+
+A packet that elicits an acknowledgement is recorded with the frames it carried; frames
+of packets declared lost go back to their owners. ACK-only packets are not recorded:
+losing one costs nothing, the next ACK repeats its ranges.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import final
+
+from udpim.core.ackranges import AckTracker
+from udpim.core.config import SessionConfig
+from udpim.core.errors import BadPacket, DropReason, ProtocolViolation
+from udpim.core.events import Event, MessageDelivered, MessageReceived
+from udpim.core.frames import (
+    AckFrame,
+    CloseFrame,
+    CloseReason,
+    DataFrame,
+    Frame,
+    PaddingFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
+    PingFrame,
+    WindowFrame,
+)
+from udpim.core.keepalive import Keepalive
+from udpim.core.path import PathManager
+from udpim.core.protection import SessionKeys
+from udpim.core.recovery import LossRecovery, SentPacket
+from udpim.core.recvbuffer import ReceiveBuffer
+from udpim.core.sendbuffer import SendBuffer
+from udpim.core.wire import AEAD_TAG_BYTES, decode_frames_untrusted, encode_frames, frame_size
+
+__all__ = ["Counters", "Transmitter"]
+
+MAX_PENDING_PATH_RESPONSES = 4
+"""PATH_CHALLENGEs answered per flush at most; more are a flood and are ignored."""
+
+MAX_DATAGRAMS_PER_FLUSH = 256
+"""Upper bound on one ``datagrams()`` call, so one session cannot starve a driver."""
+
+_NOT_ACK_ELICITING = (AckFrame, PaddingFrame, CloseFrame)
+
+
+@final
+class Counters:
+    """The session's event counters (``statistics()``); drops are counted lazily."""
+
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "drops",
+        "frames_retransmitted",
+        "messages_delivered",
+        "messages_received",
+        "messages_sent",
+        "packets_lost",
+        "packets_received",
+        "packets_sent",
+        "probes_sent",
+    )
+
+    def __init__(self) -> None:
+        self.packets_sent = self.packets_received = 0
+        self.bytes_sent = self.bytes_received = 0
+        self.packets_lost = self.frames_retransmitted = self.probes_sent = 0
+        self.messages_sent = self.messages_received = self.messages_delivered = 0
+        self.drops: dict[DropReason, int] | None = None
+
+    def drop(self, reason: DropReason) -> None:
+        """Count one dropped datagram."""
+        if self.drops is None:
+            self.drops = {}
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def on_received(self, size: int) -> None:
+        """Count one authenticated datagram."""
+        self.packets_received += 1
+        self.bytes_received += size
+
+    def on_sent(self, size: int) -> None:
+        """Count one datagram handed to the driver."""
+        self.packets_sent += 1
+        self.bytes_sent += size
+
+
+@final
+class _Pending:
+    """Output that is owed but not yet packed."""
+
+    __slots__ = ("close", "close_resend", "heartbeat", "path_responses", "ping", "probes", "window")
+
+    def __init__(self) -> None:
+        self.ping = False  # one ack-eliciting packet is owed (handshake confirmation)
+        self.heartbeat = False  # the keepalive deadline passed
+        self.probes = 0  # PTO probes owed (ack-eliciting, may exceed cwnd)
+        self.window = False  # a WINDOW frame was lost: re-advertise
+        self.path_responses: list[PathResponseFrame] = []
+        self.close: CloseFrame | None = None
+        self.close_resend = False
+
+
+@final
+class Transmitter:
+    """Opens DATA packets, dispatches frames, and packs outgoing datagrams."""
+
+    __slots__ = (
+        "_acks",
+        "_events",
+        "_keepalive",
+        "_largest_acked",
+        "_largest_received",
+        "_max_ack_delay_s",
+        "_max_datagram",
+        "_next_pn",
+        "_path",
+        "_peer_cid",
+        "_pending",
+        "_raw",
+        "_recv",
+        "_send",
+        "closing_deadline",
+        "counters",
+        "keys",
+        "recovery",
+    )
+
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        recovery: LossRecovery,
+        acks: AckTracker,
+        send: SendBuffer,
+        recv: ReceiveBuffer,
+        path: PathManager,
+        keepalive: Keepalive,
+        events: deque[Event],
+    ) -> None:
+        self._max_datagram = config.max_datagram_bytes
+        self._max_ack_delay_s = config.max_ack_delay_s
+        self._largest_acked: int | None = None
+        self.recovery = recovery
+        self._acks = acks
+        self._send = send
+        self._recv = recv
+        self._path = path
+        self._keepalive = keepalive
+        self._events = events
+        self.keys: SessionKeys | None = None
+        self._peer_cid = b""
+        self._next_pn = 0
+        self._largest_received: int | None = None
+        self._pending = _Pending()
+        self._raw: deque[bytes] = deque()
+        self.counters = Counters()
+        self.closing_deadline = 0.0
+
+    # --- set-up and requests from the session ----------------------------------------
+
+    def install_keys(self, keys: SessionKeys, peer_cid: bytes) -> None:
+        """Start protecting packets with ``keys``, addressed to ``peer_cid``."""
+        self.keys = keys
+        self._peer_cid = peer_cid
+
+    def queue_raw(self, datagram: bytes) -> None:
+        """Send ``datagram`` as is, first (the handshake response)."""
+        self._raw.append(datagram)
+
+    def queue_message(self, payload: bytes) -> int:
+        """Queue an application message; see ``Session.send_message``."""
+        number = self._send.push(payload)
+        self.counters.messages_sent += 1
+        return number
+
+    def request_ping(self) -> None:
+        """Owe one ack-eliciting packet (handshake confirmation)."""
+        self._pending.ping = True
+
+    def request_heartbeat(self) -> None:
+        """Owe a heartbeat; it becomes a PING unless something else elicits an ACK."""
+        self._pending.heartbeat = True
+
+    def start_closing(self, code: CloseReason, text: str, now: float) -> None:
+        """Queue the CLOSE frame and set the end of the closing period (3 PTO)."""
+        self._pending.close = CloseFrame(code, text)
+        self._pending.close_resend = True
+        self.closing_deadline = now + 3 * self._pto_s()
+
+    def next_message(self) -> MessageReceived | None:
+        """The next received message in order, releasing its flow-control credit."""
+        message = self._recv.next_message()
+        if message is None:
+            return None
+        self.counters.messages_received += 1
+        return MessageReceived(message_number=message[0], payload=message[1])
+
+    # --- input -----------------------------------------------------------------------
+
+    def open_untrusted(self, data: bytes, now: float) -> tuple[int, list[Frame], bool]:
+        """Authenticate a DATA datagram and decode its frames.
+
+        Returns:
+            ``(packet number, frames, whether it is the largest number so far)``.
+
+        Raises:
+            BadPacket: not authentic, replayed or malformed before authentication.
+            ProtocolViolation: it authenticated but its frames do not decode.
+        """
+        if self.keys is None:
+            raise BadPacket(DropReason.UNEXPECTED, "DATA before keys")
+        packet_number, plaintext = self.keys.open_untrusted(
+            data, self._largest_received, now, self._pto_s()
+        )
+        try:
+            frames = decode_frames_untrusted(plaintext)
+        except BadPacket as exc:
+            raise ProtocolViolation(
+                CloseReason.PROTOCOL_VIOLATION, f"undecodable frames: {exc.detail}"
+            ) from None
+        is_largest = self._largest_received is None or packet_number > self._largest_received
+        if is_largest:
+            self._largest_received = packet_number
+        return packet_number, frames, is_largest
+
+    def on_frames(self, packet_number: int, frames: list[Frame], now: float) -> CloseFrame | None:
+        """Hand each frame of an authenticated packet to its owner.
+
+        Returns:
+            The peer's CLOSE frame, if the packet carried one.
+
+        Raises:
+            ProtocolViolation: a frame no honest peer sends (from the components).
+        """
+        eliciting = False
+        close: CloseFrame | None = None
+        for frame in frames:
+            if isinstance(frame, DataFrame):
+                eliciting = True
+                self._recv.on_frame(frame)
+            elif isinstance(frame, AckFrame):
+                self._on_ack(frame, now)
+            elif isinstance(frame, CloseFrame):
+                close = frame
+            elif isinstance(frame, WindowFrame):
+                eliciting = True
+                self._send.on_max_data(frame.max_data)
+            elif isinstance(frame, PathChallengeFrame):
+                eliciting = True
+                if len(self._pending.path_responses) < MAX_PENDING_PATH_RESPONSES:
+                    self._pending.path_responses.append(PathResponseFrame(frame.data))
+            elif isinstance(frame, PathResponseFrame):
+                eliciting = True
+                changed = self._path.on_response(frame.data)
+                if changed is not None:
+                    self._events.append(changed)
+            elif isinstance(frame, PingFrame):
+                eliciting = True
+        self._acks.on_packet_received(packet_number, eliciting, now)
+        return close
+
+    def on_packet_while_closing(self, frames: list[Frame]) -> None:
+        """In CLOSING, answer the peer's packets with our CLOSE again."""
+        self._pending.close_resend = True
+
+    @staticmethod
+    def peer_closed(frames: list[Frame]) -> CloseFrame | None:
+        """The CLOSE frame among ``frames``, if any."""
+        for frame in frames:
+            if isinstance(frame, CloseFrame):
+                return frame
+        return None
+
+    def _on_ack(self, frame: AckFrame, now: float) -> None:
+        outcome = self.recovery.on_ack_received(frame, now)
+        if self._largest_acked is None or frame.largest > self._largest_acked:
+            self._largest_acked = frame.largest
+        keys = self.keys
+        for packet in outcome.acked:
+            if keys is not None:
+                keys.on_packet_acked(packet.packet_number)
+            for sent in packet.frames:
+                if isinstance(sent, DataFrame):
+                    for number in self._send.on_frame_acked(sent):
+                        self.counters.messages_delivered += 1
+                        self._events.append(MessageDelivered(number))
+                elif isinstance(sent, AckFrame):
+                    self._acks.on_ack_of_ack(sent.largest)
+        self._on_lost(outcome.lost)
+
+    def _on_lost(self, packets: tuple[SentPacket, ...] | list[SentPacket]) -> None:
+        self.counters.packets_lost += len(packets)
+        for packet in packets:
+            for frame in packet.frames:
+                if isinstance(frame, DataFrame):
+                    self.counters.frames_retransmitted += 1
+                    self._send.on_frame_lost(frame)
+                elif isinstance(frame, WindowFrame):
+                    self._pending.window = True
+                elif isinstance(frame, PathChallengeFrame):
+                    self._path.on_challenge_lost(frame)
+
+    # --- time ------------------------------------------------------------------------
+
+    def _pto_s(self) -> float:
+        return self.recovery.rtt.pto_s(self._max_ack_delay_s)
+
+    def deadline(self) -> float | None:
+        """Earliest of loss detection, delayed ACK, path validation and key discard."""
+        best: float | None = None
+        for candidate in (
+            self.recovery.deadline(),
+            self._acks.ack_deadline(),
+            self._path.deadline(),
+            self.keys.deadline() if self.keys is not None else None,
+        ):
+            if candidate is not None and (best is None or candidate < best):
+                best = candidate
+        return best
+
+    def on_timer(self, now: float) -> None:
+        """Run loss detection / PTO, path validation timeout and key discard."""
+        deadline = self.recovery.deadline()
+        if deadline is not None and now >= deadline:
+            outcome = self.recovery.on_timeout(now)
+            self._on_lost(outcome.lost)
+            if outcome.probes:
+                self._pending.probes += outcome.probes
+                # Probe with the oldest unacknowledged data: if it was lost, the
+                # probe repairs it one RTO sooner than waiting for the ACK would.
+                for packet in self.recovery.oldest_unacked(outcome.probes):
+                    for frame in packet.frames:
+                        if isinstance(frame, DataFrame):
+                            self._send.on_frame_lost(frame)
+        self._path.on_timeout(now)
+        keys = self.keys
+        if keys is not None:
+            discard = keys.deadline()
+            if discard is not None and now >= discard:
+                keys.discard_previous()
+
+    # --- output ----------------------------------------------------------------------
+
+    def datagrams(self, now: float, *, confirmed: bool) -> list[tuple[bytes, tuple[str, int]]]:
+        """Everything that should go out now (see the module docstring)."""
+        out: list[tuple[bytes, tuple[str, int]]] = []
+        while self._raw:
+            datagram = self._raw.popleft()
+            self._account(datagram, now)
+            out.append((datagram, self._path.address))
+        if self.keys is None or not confirmed:
+            return out
+        if self._pending.close is not None:
+            if self._pending.close_resend:
+                self._pending.close_resend = False
+                datagram = self._seal([self._pending.close], now)
+                out.append((datagram, self._path.address))
+            return out
+        while len(out) < MAX_DATAGRAMS_PER_FLUSH:
+            built = self._build(now)
+            if built is None:
+                break
+            out.append((built, self._path.address))
+        return out
+
+    def _build(self, now: float) -> bytes | None:
+        room = self._room()
+        if room <= 0:
+            return None
+        pending = self._pending
+        forced = pending.probes > 0 or pending.ping or pending.heartbeat
+        data_ok = self._send.pending and (forced or self.recovery.can_send(self._max_datagram))
+        control = self._control_frames()
+        ack_deadline = self._acks.ack_deadline()
+        if not (control or forced or data_ok) and (ack_deadline is None or ack_deadline > now):
+            return None
+        frames: list[Frame] = []
+        if ack_deadline is not None:
+            ack = self._acks.build_ack(now)
+            if ack is not None and frame_size(ack) <= room:
+                frames.append(ack)
+                room -= frame_size(ack)
+        for frame in control:
+            frames.append(frame)
+            room -= frame_size(frame)
+        eliciting = bool(control)
+        while data_ok and room > 0:
+            data = self._send.next_frame(room)
+            if data is None:
+                break
+            frames.append(data)
+            room -= frame_size(data)
+            eliciting = True
+        if forced and not eliciting and room > 0:
+            frames.append(PingFrame())
+            eliciting = True
+        if not frames:
+            return None
+        if eliciting:
+            if pending.probes > 0:
+                pending.probes -= 1
+                self.counters.probes_sent += 1
+            if pending.heartbeat:
+                pending.heartbeat = False
+                self._keepalive.on_heartbeat_sent(now)
+            pending.ping = False
+        return self._seal(frames, now, ack_eliciting=eliciting)
+
+    def _room(self) -> int:
+        """Frame bytes that fit in the next datagram (header, tag and budget deducted)."""
+        assert self.keys is not None
+        limit = self._max_datagram
+        budget = self._path.send_budget()
+        if budget is not None:
+            limit = min(limit, budget)
+        header = self.keys.header_bytes(self._peer_cid, self._next_pn, self._largest_acked)
+        return limit - header - AEAD_TAG_BYTES
+
+    def _control_frames(self) -> list[Frame]:
+        frames: list[Frame] = list(self._pending.path_responses)
+        self._pending.path_responses.clear()
+        challenge = self._path.take_challenge()
+        if challenge is not None:
+            frames.append(challenge)
+        window = self._recv.window_frame(force=self._pending.window)
+        self._pending.window = False
+        if window is not None:
+            frames.append(window)
+        return frames
+
+    def _seal(self, frames: list[Frame], now: float, *, ack_eliciting: bool = False) -> bytes:
+        assert self.keys is not None
+        packet_number = self._next_pn
+        self._next_pn += 1
+        datagram = self.keys.seal(
+            self._peer_cid,
+            packet_number,
+            self._largest_acked,
+            encode_frames(frames),
+            now,
+        )
+        self.recovery.on_packet_number_used(packet_number)
+        if ack_eliciting:
+            self.recovery.on_packet_sent(
+                SentPacket(packet_number, now, len(datagram), True, True, tuple(frames))
+            )
+        self._account(datagram, now)
+        return datagram
+
+    def _account(self, datagram: bytes, now: float) -> None:
+        self._path.on_sent(len(datagram))
+        self._keepalive.on_sent(now)
+        self.counters.on_sent(len(datagram))

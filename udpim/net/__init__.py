@@ -1,0 +1,1 @@
+"""Trio drivers around the sans-IO core: the only udpim code that awaits."""

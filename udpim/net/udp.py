@@ -1,0 +1,179 @@
+"""The Trio driver around an ``Endpoint``: one socket, one receive loop, one timer loop.
+
+Rules (../shared/STYLE.md section C):
+
+* No task per session: a hub holds 100 000 sessions on one endpoint, and the endpoint
+  keeps all their deadlines in one heap. This driver runs exactly two tasks.
+* After every input (a datagram, a timer, an application call) the driver *flushes*
+  the way aioquic's ``transmit()`` does: drain events to the handler, then send every
+  datagram the endpoint has, then let the timer loop re-read the deadline.
+* Time comes only from ``trio.current_time()``, so the same code runs on a real clock
+  and on Trio's ``MockClock`` (netsim). The wall clock is read only for the handshake
+  timestamp, through an injectable function.
+* The socket is injected and typed by ``DatagramSocket``, a Protocol named after trio's
+  own socket methods, so a real trio UDP socket and netsim's virtual socket both fit
+  without udpim importing netsim.
+* The event handler is synchronous and must not block: it runs inside the receive
+  loop. Work that needs to wait (disk) is handed to another task by the handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, final
+
+import trio
+
+from udpim.core.endpoint import Endpoint
+from udpim.core.errors import LocalProtocolError
+from udpim.core.events import Event
+from udpim.core.frames import CloseReason
+from udpim.core.session import Session
+
+__all__ = ["DatagramSocket", "EndpointDriver", "EventHandler"]
+
+log = logging.getLogger("udpim.net.udp")
+
+Address = tuple[str, int]
+EventHandler = Callable[[Session, Event], None]
+
+RECEIVE_BUFFER_BYTES = 65536
+"""Largest datagram read from the socket; bigger ones are truncated and then dropped."""
+
+CLOSE_TIMEOUT_S = 1.0
+"""How long ``aclose`` waits to flush CLOSE frames before giving up."""
+
+
+class DatagramSocket(Protocol):
+    """The part of trio's UDP socket API the driver uses."""
+
+    async def sendto(self, data: bytes, address: Any, /) -> int: ...
+
+    async def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]: ...
+
+    def getsockname(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@final
+class EndpointDriver:
+    """Runs an ``Endpoint`` on a socket under Trio.
+
+    Args:
+        endpoint: the sans-IO endpoint.
+        sock: a bound UDP socket (real or virtual).
+        on_event: called with every ``(session, event)``; must not block.
+        wall_clock_ns: wall-clock source for handshake timestamps.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        sock: DatagramSocket,
+        on_event: EventHandler,
+        *,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.endpoint = endpoint
+        self._sock = sock
+        self._on_event = on_event
+        self._wall_clock_ns = wall_clock_ns
+        self._wake = trio.Event()
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        self.send_errors = 0
+
+    @property
+    def address(self) -> Address:
+        """The socket's bound address."""
+        host, port = self._sock.getsockname()[:2]
+        return (str(host), int(port))
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the receive and timer loops until cancelled; reports the bound address."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive_loop)
+            nursery.start_soon(self._timer_loop)
+            task_status.started(self.address)
+
+    # --- the application's calls (synchronous; the timer loop flushes) -----------------
+
+    def connect(self, peer_public: bytes, address: Address) -> Session:
+        """Start a session to ``peer_public`` at ``address``; see ``Endpoint.connect``."""
+        session = self.endpoint.connect(
+            peer_public, address, trio.current_time(), self._wall_clock_ns()
+        )
+        self._wake.set()
+        return session
+
+    def send_message(self, session: Session, payload: bytes) -> int:
+        """Queue a message; see ``Endpoint.send_message``."""
+        number = self.endpoint.send_message(session, payload, trio.current_time())
+        self._wake.set()
+        return number
+
+    def close_session(
+        self, session: Session, code: CloseReason = CloseReason.NORMAL, text: str = ""
+    ) -> None:
+        """Close one session; see ``Endpoint.close_session``."""
+        self.endpoint.close_session(session, trio.current_time(), code, text)
+        self._wake.set()
+
+    def request_flush(self) -> None:
+        """Ask the timer loop to flush soon (after events were consumed elsewhere)."""
+        self._wake.set()
+
+    async def aclose(self, code: CloseReason = CloseReason.SHUTDOWN) -> None:
+        """Send CLOSE on every open session and flush, within ``CLOSE_TIMEOUT_S``."""
+        now = trio.current_time()
+        for session in self.endpoint.sessions():
+            try:
+                self.endpoint.close_session(session, now, code)
+            except LocalProtocolError:  # already closing or closed: nothing to say
+                continue
+        with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+            scope.shield = True
+            await self.flush()
+
+    # --- loops -----------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Drain events to the handler, then send every pending datagram."""
+        endpoint = self.endpoint
+        while (item := endpoint.next_event()) is not None:
+            self._on_event(*item)
+        for data, address in endpoint.datagrams_to_send(trio.current_time()):
+            try:
+                await self._sock.sendto(data, address)
+                self.datagrams_sent += 1
+            except OSError as exc:
+                self.send_errors += 1
+                log.debug("send to %s failed: %s", address, exc)
+        self._wake.set()
+
+    async def _receive_loop(self) -> None:
+        endpoint = self.endpoint
+        while True:
+            data, source = await self._sock.recvfrom(RECEIVE_BUFFER_BYTES)
+            self.datagrams_received += 1
+            endpoint.receive_datagram(data, (str(source[0]), int(source[1])), trio.current_time())
+            await self.flush()
+
+    async def _timer_loop(self) -> None:
+        endpoint = self.endpoint
+        while True:
+            self._wake = trio.Event()
+            deadline = endpoint.get_timer()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wake.wait()
+            now = trio.current_time()
+            deadline = endpoint.get_timer()
+            if deadline is not None and now >= deadline:
+                endpoint.handle_timer(now)
+            await self.flush()
