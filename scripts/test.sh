@@ -3,7 +3,7 @@
 # Installs what it needs into ./.venv on first run. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-. scripts/venv.sh "test,dev,plot"
+. scripts/venv.sh "test,dev,plot,progress"
 echo "== ruff" >&2
 "$PY" -m ruff check udpim netsim tests tools
 "$PY" -m ruff format --check udpim netsim tests tools

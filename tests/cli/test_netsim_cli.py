@@ -189,11 +189,22 @@ def test_plain_progress_lines() -> None:
     assert stream.getvalue().startswith("netsim: demo 10% (12s of 2min virtual, ")
 
 
+class _Terminal(io.StringIO):
+    """A StringIO that claims to be a TTY, so rich draws into it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def test_rich_progress_draws_and_clears() -> None:
-    stream = io.StringIO()
-    with ProgressDisplay("demo", 10.0, stream=stream, use_rich=True) as display:
+    stream = _Terminal()
+    with ProgressDisplay("demo", 10.0, stream=stream) as display:
+        assert display.use_rich  # a TTY with rich installed gets the bar
         display.update(5.0)
-    assert isinstance(stream.getvalue(), str)
+    drawn = stream.getvalue()
+    assert "demo" in drawn
+    assert "5s of 10s" in drawn
+    assert drawn.endswith("\x1b[2K")  # transient: the bar is erased at the end
 
 
 def test_python_dash_m_help() -> None:
