@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from udpim.core import framecodec, wire
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
 from udpim.core.frames import (
     AckFrame,
@@ -409,3 +410,25 @@ def test_encode_frames_refuses(name: str, frame: Any) -> None:
 def test_packet_encoders_refuse(call: Callable[[], bytes]) -> None:
     with pytest.raises(LocalProtocolError):
         call()
+
+
+# --- the split: framecodec.py owns the frames, wire.py re-exports them ---------------------
+
+
+def test_wire_reexports_the_frame_codec() -> None:
+    for name in framecodec.__all__:
+        assert name in wire.__all__
+        assert getattr(wire, name) is getattr(framecodec, name)
+
+
+@pytest.mark.parametrize(
+    ("text", "frames"),
+    [
+        ("00 00 01", [PaddingFrame(2), PingFrame()]),
+        ("00 03 05", [PaddingFrame(1), WindowFrame(5)]),
+        ("01 00 01 0000", [PingFrame(), PaddingFrame(1), PingFrame(), PaddingFrame(2)]),
+    ],
+)
+def test_padding_ends_at_the_next_frame(text: str, frames: list[Any]) -> None:
+    assert decode_frames_untrusted(h(text)) == frames
+    assert encode_frames(frames) == h(text)

@@ -42,6 +42,7 @@ from udpim.core.wire import (
     decode_varint_untrusted,
     encode_data_header,
     encode_frames,
+    encode_varint,
     frame_size,
     peek_packet_type_untrusted,
     validate_handshake_untrusted,
@@ -202,3 +203,44 @@ def test_packet_numbers_reconstruct_from_any_valid_largest(
     received = data.draw(st.integers(min_value=floor, max_value=pn - 1))
     largest = None if received < 0 else received
     assert decode_packet_number(header.truncated_pn, header.pn_length, largest) == pn
+
+
+# --- the frame codec's varints agree with varint.py (the reference) ------------------------
+
+VARINT_BOUNDARIES = [
+    0,
+    1,
+    0x3F,
+    0x40,
+    0x3FFF,
+    0x4000,
+    0x3FFF_FFFF,
+    0x4000_0000,
+    MAX_VARINT - 1,
+    MAX_VARINT,
+]
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.sampled_from(VARINT_BOUNDARIES), st.integers(0, MAX_VARINT)))
+def test_frame_varints_encode_as_varint_module(value: int) -> None:
+    payload = b"\x03" + encode_varint(value)
+    assert encode_frames([WindowFrame(value)]) == payload
+    assert decode_frames_untrusted(payload) == [WindowFrame(value)]
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=0, max_size=9))
+def test_frame_varints_decode_as_varint_module(data: bytes) -> None:
+    """Any bytes after a WINDOW type byte: same value, or both TRUNCATED."""
+    reference: BadPacket | None = None
+    try:
+        value, end = decode_varint_untrusted(data, 0)
+    except BadPacket as exc:
+        reference = exc
+    if reference is not None:
+        with pytest.raises(BadPacket) as info:
+            decode_frames_untrusted(b"\x03" + data)
+        assert info.value.reason is reference.reason
+    else:
+        assert decode_frames_untrusted(b"\x03" + data[:end]) == [WindowFrame(value)]

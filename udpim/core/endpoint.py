@@ -13,9 +13,16 @@ Rules:
 * A replayed initiation (timestamp not newer than the last accepted from that key) is
   dropped; an initiation from a key the owner refuses (``accept_peer``) is dropped
   without an answer.
-* A new initiation from a key whose previous handshake is still unconfirmed replaces
-  that half-open session (its response was lost and the initiator retried). Established
-  sessions are never replaced here: the owner decides (a user may have several devices).
+* A retried initiation (same initiator key and connection ID) does not replace the
+  half-open session of the previous attempt: it is kept beside it, up to
+  ``KEPT_ATTEMPTS`` per dialer. The initiator retries when a response is late, not only
+  when it is lost, and accepts a response to any of its last ``KEPT_ATTEMPTS``
+  initiations (``dialer.py``); replacing would strand an initiator whose round trip
+  exceeds ``handshake_retry_s``. The first sibling to authenticate a packet is the
+  attempt the initiator completed, and the endpoint then forgets the others.
+  Initiations with another connection ID are other sessions (a second session, another
+  device with the same key) and never touch these. Established sessions are never
+  replaced here: the owner decides.
 * Work is proportional to what happened: only sessions touched since the last flush are
   asked for datagrams and events; the heap holds (deadline, sequence, cid) entries and
   stale ones are skipped lazily.
@@ -36,6 +43,7 @@ from typing import final
 from udpim.core.config import CookieMode, EndpointConfig
 from udpim.core.cookies import CookieGuard, TimestampGuard, verify_mac1_untrusted
 from udpim.core.crypto import StaticKey
+from udpim.core.dialer import KEPT_ATTEMPTS
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
 from udpim.core.events import Event, MessageReceived
 from udpim.core.frames import CloseReason
@@ -94,7 +102,9 @@ class Endpoint:
         self._rng = rng
         self._accept_peer = accept_peer
         self._sessions: dict[bytes, Session] = {}
-        self._half_open: dict[bytes, bytes] = {}  # initiator key -> cid of CONFIRMING session
+        # Half-open sessions by dialer (initiator key, initiator cid): our cids, oldest first.
+        self._attempts: dict[tuple[bytes, bytes], list[bytes]] = {}
+        self._attempt_of: dict[bytes, tuple[bytes, bytes]] = {}  # our cid -> its dialer
         self._dirty: dict[bytes, None] = {}  # cids touched since the last flush (ordered set)
         self._eventful: dict[bytes, None] = {}  # cids that may have events
         self._heap: list[tuple[float, int, bytes]] = []
@@ -201,7 +211,10 @@ class Endpoint:
         except BadPacket as exc:
             self._drops[exc.reason] = self._drops.get(exc.reason, 0) + 1
             return
+        confirming = session.state is SessionState.CONFIRMING
         session.receive_datagram(data, address, now)
+        if confirming and session.state is not SessionState.CONFIRMING:
+            self._on_confirmed(cid)
         self._touch(cid)
 
     def _on_initiation(self, data: bytes, address: Address, now: float) -> None:
@@ -218,7 +231,6 @@ class Endpoint:
         )
         if self._accept_peer is not None and not self._accept_peer(info.initiator_public):
             raise BadPacket(DropReason.UNKNOWN_PEER, info.initiator_public.hex())
-        self._replace_half_open(info.initiator_public)
         session = Session.accept(
             config=self.config.session,
             result=result,
@@ -230,7 +242,12 @@ class Endpoint:
             now=now,
         )
         self._sessions[cid] = session
-        self._half_open[info.initiator_public] = cid
+        dialer = (info.initiator_public, info.initiator_cid)
+        siblings = self._attempts.setdefault(dialer, [])
+        siblings.append(cid)
+        self._attempt_of[cid] = dialer
+        if len(siblings) > KEPT_ATTEMPTS:
+            self._forget(siblings[0])  # older than any response the initiator still accepts
         self._accepted += 1
         self._touch(cid)
 
@@ -246,13 +263,14 @@ class Endpoint:
         self._load_count += 1
         return self._load_count > self.config.load_threshold_handshakes
 
-    def _replace_half_open(self, initiator_public: bytes) -> None:
-        old_cid = self._half_open.pop(initiator_public, None)
-        if old_cid is None:
+    def _on_confirmed(self, cid: bytes) -> None:
+        """A half-open session authenticated a packet: its siblings will never be used."""
+        dialer = self._attempt_of.pop(cid, None)
+        if dialer is None:
             return
-        old = self._sessions.get(old_cid)
-        if old is not None and old.state is SessionState.CONFIRMING:
-            self._forget(old_cid)
+        for sibling in self._attempts.pop(dialer, []):
+            if sibling != cid:
+                self._forget(sibling)
 
     # --- time ------------------------------------------------------------------------
 
@@ -347,6 +365,12 @@ class Endpoint:
         self._scheduled.pop(cid, None)
         self._dirty.pop(cid, None)
         self._eventful.pop(cid, None)
+        dialer = self._attempt_of.pop(cid, None)
+        if dialer is not None and dialer in self._attempts:  # not if confirmed just now
+            siblings = self._attempts[dialer]
+            siblings.remove(cid)
+            if not siblings:
+                del self._attempts[dialer]
 
     def _new_cid(self) -> bytes:
         while True:

@@ -62,7 +62,7 @@ from udpim.core.recvbuffer import ReceiveBuffer
 from udpim.core.sendbuffer import SendBuffer
 from udpim.core.state import SessionInput, SessionState, next_state
 from udpim.core.transmit import Transmitter
-from udpim.core.wire import PacketType, peek_packet_type_untrusted
+from udpim.core.wire import MAX_CLOSE_TEXT_BYTES, PacketType, peek_packet_type_untrusted
 
 __all__ = ["Role", "Session", "SessionStatistics"]
 
@@ -296,6 +296,8 @@ class Session:
     def close(self, now: float, code: CloseReason = CloseReason.NORMAL, text: str = "") -> None:
         """Close the session, telling the peer why (authenticated CLOSE).
 
+        ``text`` goes to the peer cut to 255 UTF-8 bytes at a character boundary.
+
         Raises:
             LocalProtocolError: if the session is already closing or closed.
         """
@@ -314,14 +316,16 @@ class Session:
 
     def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
         """Feed one datagram from ``address``. Never raises for any input bytes."""
+        # Handshake replies matter only while initiating (not after close() or a timeout).
+        dialer = self._dialer if self.state is SessionState.INITIATING else None
         try:
             kind = peek_packet_type_untrusted(data)
             if kind is PacketType.DATA:
                 self._receive_data(data, address, now)
-            elif kind is PacketType.RESPONSE and self._dialer is not None:
-                self._receive_response(data, now)
-            elif kind is PacketType.COOKIE_REPLY and self._dialer is not None:
-                self._dialer.on_cookie_reply_untrusted(data, now)
+            elif kind is PacketType.RESPONSE and dialer is not None:
+                self._receive_response(dialer, data, now)
+            elif kind is PacketType.COOKIE_REPLY and dialer is not None:
+                dialer.on_cookie_reply_untrusted(data, now)
                 self._advance(SessionInput.COOKIE_RECEIVED)
             else:
                 raise BadPacket(DropReason.UNEXPECTED, f"{kind.name} in {self.state.value}")
@@ -330,9 +334,8 @@ class Session:
         except ProtocolViolation as exc:
             self._violation(exc, now)
 
-    def _receive_response(self, data: bytes, now: float) -> None:
-        assert self._dialer is not None
-        result = self._dialer.on_response_untrusted(data)
+    def _receive_response(self, dialer: Dialer, data: bytes, now: float) -> None:
+        result = dialer.on_response_untrusted(data)
         self._advance(SessionInput.RESPONSE_RECEIVED)
         self._dialer = None
         self._keepalive.on_authenticated(now)
@@ -383,7 +386,8 @@ class Session:
         deadline = self._idle_deadline()
         if state is SessionState.ESTABLISHED:
             deadline = min(deadline, self._keepalive.dead_peer_deadline())
-        if state is not SessionState.CONFIRMING:
+        # A heartbeat already owed waits for room on the path, not for the clock.
+        if state is not SessionState.CONFIRMING and not self._tx.heartbeat_owed:
             heartbeat = self._keepalive.heartbeat_deadline()
             if heartbeat is not None:
                 deadline = min(deadline, heartbeat)
@@ -488,7 +492,7 @@ class Session:
     def _closed(self, code: CloseReason, text: str, *, by_peer: bool, now: float) -> None:
         """Entered CLOSING or CLOSED: report it once, and queue a CLOSE if closing."""
         if self.state is SessionState.CLOSING:
-            self._tx.start_closing(code, text, now)
+            self._tx.start_closing(code, _close_frame_text(text), now)
         self._drain_messages()
         self._events.append(SessionClosed(code, text, by_peer=by_peer))
 
@@ -501,3 +505,11 @@ class Session:
             return
         self._advance(SessionInput.VIOLATION)
         self._closed(exc.code, exc.detail, by_peer=False, now=now)
+
+
+def _close_frame_text(text: str) -> str:
+    """``text`` as a CLOSE frame can carry it: at most ``MAX_CLOSE_TEXT_BYTES`` of UTF-8,
+    cut at a character boundary (characters UTF-8 cannot encode, such as lone
+    surrogates, become "?"). The local ``SessionClosed`` keeps the whole text."""
+    encoded = text.encode("utf-8", "replace")
+    return encoded[:MAX_CLOSE_TEXT_BYTES].decode("utf-8", "ignore")

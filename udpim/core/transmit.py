@@ -322,12 +322,18 @@ class Transmitter:
     def _pto_s(self) -> float:
         return self.recovery.rtt.pto_s(self._max_ack_delay_s)
 
+    @property
+    def heartbeat_owed(self) -> bool:
+        """A heartbeat was requested and has not gone out yet (the budget held it)."""
+        return self._pending.heartbeat
+
     def deadline(self) -> float | None:
-        """Earliest of loss detection, delayed ACK, path validation and key discard."""
+        """Earliest of loss detection, delayed ACK, path validation and key discard. An ACK
+        the path's budget cannot carry waits for the peer's bytes, not the clock (no spin)."""
         best: float | None = None
         for candidate in (
             self.recovery.deadline(),
-            self._acks.ack_deadline(),
+            None if self._budget_exhausted() else self._acks.ack_deadline(),
             self._path.deadline(),
             self.keys.deadline() if self.keys is not None else None,
         ):
@@ -367,11 +373,16 @@ class Transmitter:
             out.append((datagram, self._path.address))
         if self.keys is None or not confirmed:
             return out
-        if self._pending.close is not None:
+        close = self._pending.close
+        if close is not None:
             if self._pending.close_resend:
-                self._pending.close_resend = False
-                datagram = self._seal([self._pending.close], now)
-                out.append((datagram, self._path.address))
+                # Within the path's budget, without text if need be, else at the next packet.
+                room = self._room()
+                if frame_size(close) > room:
+                    close = CloseFrame(close.code, "")
+                if frame_size(close) <= room:
+                    self._pending.close_resend = False
+                    out.append((self._seal([close], now), self._path.address))
             return out
         while len(out) < MAX_DATAGRAMS_PER_FLUSH:
             built = self._build(now)
@@ -387,19 +398,18 @@ class Transmitter:
         pending = self._pending
         forced = pending.probes > 0 or pending.ping or pending.heartbeat
         data_ok = self._send.pending and (forced or self.recovery.can_send(self._max_datagram))
-        control = self._control_frames()
+        control = self._control_frames(room)
         ack_deadline = self._acks.ack_deadline()
         if not (control or forced or data_ok) and (ack_deadline is None or ack_deadline > now):
             return None
+        room -= sum(frame_size(frame) for frame in control)
         frames: list[Frame] = []
         if ack_deadline is not None:
             ack = self._acks.build_ack(now)
             if ack is not None and frame_size(ack) <= room:
                 frames.append(ack)
                 room -= frame_size(ack)
-        for frame in control:
-            frames.append(frame)
-            room -= frame_size(frame)
+        frames += control
         eliciting = bool(control)
         while data_ok and room > 0:
             data = self._send.next_frame(room)
@@ -423,6 +433,9 @@ class Transmitter:
             pending.ping = False
         return self._seal(frames, now, ack_eliciting=eliciting)
 
+    def _budget_exhausted(self) -> bool:
+        return self.keys is not None and self._path.send_budget() is not None and self._room() <= 0
+
     def _room(self) -> int:
         """Frame bytes that fit in the next datagram (header, tag and budget deducted)."""
         assert self.keys is not None
@@ -433,15 +446,29 @@ class Transmitter:
         header = self.keys.header_bytes(self._peer_cid, self._next_pn, self._largest_acked)
         return limit - header - AEAD_TAG_BYTES
 
-    def _control_frames(self) -> list[Frame]:
-        frames: list[Frame] = list(self._pending.path_responses)
-        self._pending.path_responses.clear()
+    def _control_frames(self, room: int) -> list[Frame]:
+        """The owed control frames that fit in ``room`` bytes; the others stay owed (an
+        unvalidated path's budget can be smaller than they are)."""
+        pending = self._pending
+        frames: list[Frame] = []
+        owed: list[PathResponseFrame] = []
+        for response in pending.path_responses:
+            if frame_size(response) <= room:
+                frames.append(response)
+                room -= frame_size(response)
+            else:
+                owed.append(response)
+        pending.path_responses = owed
         challenge = self._path.take_challenge()
         if challenge is not None:
-            frames.append(challenge)
-        window = self._recv.window_frame(force=self._pending.window)
-        self._pending.window = False
-        if window is not None:
+            if frame_size(challenge) <= room:
+                frames.append(challenge)
+                room -= frame_size(challenge)
+            else:
+                self._path.on_challenge_lost(challenge)  # not sent: still owed
+        window = self._recv.window_frame(force=pending.window)
+        pending.window = window is not None and frame_size(window) > room
+        if window is not None and not pending.window:
             frames.append(window)
         return frames
 

@@ -2,50 +2,101 @@
 
 The two most significant bits of the first byte give the encoded length (1, 2, 4 or 8
 bytes); the rest is the value, big-endian. Values up to 2**62 - 1 fit. Every decoder
-here is ``*_untrusted`` and fails only with ``BadPacket``.
+here is ``*_untrusted`` and fails only with ``BadPacket``; encoders raise
+``LocalProtocolError`` for values no varint holds (a caller bug, never peer input).
 """
 
 from __future__ import annotations
 
-from udpim.core.errors import BadPacket, DropReason
+import struct
+
+from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
 
 __all__ = [
     "MAX_VARINT",
+    "append_varint",
     "data_frame_size",
     "decode_varint_untrusted",
     "encode_varint",
+    "read_varint",
     "varint_size",
 ]
 
 MAX_VARINT = (1 << 62) - 1
 
-_LIMITS = ((1 << 6, 1, 0x00), (1 << 14, 2, 0x40), (1 << 30, 4, 0x80), (1 << 62, 8, 0xC0))
+_PACK_2 = struct.Struct(">H").pack
+_PACK_4 = struct.Struct(">I").pack
+_PACK_8 = struct.Struct(">Q").pack
 
 
 def varint_size(value: int) -> int:
     """Return how many bytes ``encode_varint(value)`` produces.
 
     Raises:
-        ValueError: if value is negative or above ``MAX_VARINT``.
+        LocalProtocolError: if value is negative or above ``MAX_VARINT``.
     """
-    if value < 0:
-        raise ValueError(f"varint cannot hold {value}")
-    for limit, size, _prefix in _LIMITS:
-        if value < limit:
-            return size
-    raise ValueError(f"varint cannot hold {value}")
+    if 0 <= value < 0x40:
+        return 1
+    if 0x40 <= value < 0x4000:
+        return 2
+    if 0x4000 <= value < 0x4000_0000:
+        return 4
+    if 0x4000_0000 <= value <= MAX_VARINT:
+        return 8
+    raise LocalProtocolError(f"varint cannot hold {value}")
+
+
+def append_varint(out: bytearray, value: int) -> None:
+    """Append ``value`` to ``out`` in the shortest varint form (the encoders' hot path).
+
+    Raises:
+        LocalProtocolError: if value is negative or above ``MAX_VARINT``.
+    """
+    if value < 0x40:
+        if value < 0:
+            raise LocalProtocolError(f"varint cannot hold {value}")
+        out.append(value)
+    elif value < 0x4000:
+        out += _PACK_2(value | 0x4000)
+    elif value < 0x4000_0000:
+        out += _PACK_4(value | 0x8000_0000)
+    elif value <= MAX_VARINT:
+        out += _PACK_8(value | 0xC000_0000_0000_0000)
+    else:
+        raise LocalProtocolError(f"varint cannot hold {value}")
 
 
 def encode_varint(value: int) -> bytes:
     """Encode ``value`` in the shortest QUIC varint form.
 
     Raises:
-        ValueError: if value is negative or above ``MAX_VARINT``.
+        LocalProtocolError: if value is negative or above ``MAX_VARINT``.
     """
-    size = varint_size(value)
-    encoded = bytearray(value.to_bytes(size, "big"))
-    encoded[0] |= {1: 0x00, 2: 0x40, 4: 0x80, 8: 0xC0}[size]
-    return bytes(encoded)
+    out = bytearray()
+    append_varint(out, value)
+    return bytes(out)
+
+
+def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """Read the varint at ``buf[pos]``, for decoders that map ``IndexError`` to TRUNCATED.
+
+    Returns:
+        ``(value, position just past it)``.
+
+    Raises:
+        IndexError: if ``pos`` is at or past the end of ``buf``.
+        BadPacket: TRUNCATED if the buffer ends inside the varint.
+    """
+    first = buf[pos]
+    if first < 0x40:
+        return first, pos + 1
+    if first < 0x80:
+        return ((first & 0x3F) << 8) | buf[pos + 1], pos + 2
+    end = pos + (4 if first < 0xC0 else 8)
+    if end > len(buf):
+        raise BadPacket(DropReason.TRUNCATED, "varint past end")
+    mask = 0x3FFF_FFFF if first < 0xC0 else MAX_VARINT
+    return int.from_bytes(buf[pos:end], "big") & mask, end
 
 
 def decode_varint_untrusted(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
@@ -55,19 +106,12 @@ def decode_varint_untrusted(buf: bytes | memoryview, pos: int) -> tuple[int, int
         ``(value, position just past it)``.
 
     Raises:
-        BadPacket: TRUNCATED if the buffer ends inside the varint.
+        BadPacket: TRUNCATED if the buffer ends before or inside the varint.
     """
-    if pos >= len(buf):
-        raise BadPacket(DropReason.TRUNCATED, "varint past end")
-    first = buf[pos]
-    size = 1 << (first >> 6)
-    end = pos + size
-    if end > len(buf):
-        raise BadPacket(DropReason.TRUNCATED, "varint past end")
-    value = first & 0x3F
-    for i in range(pos + 1, end):
-        value = (value << 8) | buf[i]
-    return value, end
+    try:
+        return read_varint(buf, pos)
+    except IndexError:
+        raise BadPacket(DropReason.TRUNCATED, "varint past end") from None
 
 
 def data_frame_size(
