@@ -66,6 +66,7 @@ _SECTION = re.compile(
 )
 
 _CONSTANT_MODULES = (
+    "udpim.core.config",
     "udpim.core.wire",
     "udpim.core.framecodec",
     "udpim.core.varint",
@@ -93,6 +94,10 @@ _CONSTANTS: dict[str, str] = {
     "RESPONSE_MAC2_OFFSET": "offset of RESPONSE mac2 (always zero)",
     "MIN_DATA_CIPHERTEXT_BYTES": "a DATA packet carries at least tag + 1 frame byte",
     "MAX_DATAGRAM_BYTES": "larger received datagrams are dropped `oversized`",
+    "MIN_DATAGRAM_BYTES": "smallest allowed `max_datagram_bytes`",
+    "MAX_MESSAGE_BYTES": "largest message any receiver accepts (a sender may use less)",
+    "INITIAL_MAX_DATA_BYTES": "flow-control credit assumed before the receiver's first "
+    "WINDOW; every receiver grants at least this and advertises more in its first packet",
     "MAX_PACKET_NUMBER": "largest packet number (2^62 - 1)",
     "MAX_VARINT": "largest varint (2^62 - 1)",
     "MAX_CLOSE_TEXT_BYTES": "longest CLOSE text (UTF-8 bytes)",
@@ -153,16 +158,16 @@ _TRIGGERS: dict[tuple[SessionState, SessionInput], str] = {
     "`KEPT_ATTEMPTS` initiations: keep the cookie, send a fresh initiation with mac2 now",
     (_S.INITIATING, _I.RESPONSE_RECEIVED): "a RESPONSE authenticates against one of the last "
     "`KEPT_ATTEMPTS` initiations: install keys, `SessionEstablished`, owe one ack-eliciting "
-    "packet (confirmation)",
+    "packet (confirmation); the initiator may send at once",
     (_S.INITIATING, _I.HANDSHAKE_TIMEOUT): "`handshake_timeout_s` after connect: "
     "`SessionClosed(HANDSHAKE_TIMEOUT)`, nothing sent",
     (_S.INITIATING, _I.APP_CLOSE): "`close()` before any keys exist: nothing sent",
-    (_S.CONFIRMING, _I.PACKET_AUTHENTICATED): "the initiator's first DATA packet "
-    "authenticates: path validated, `SessionEstablished`, responder may send",
-    (_S.CONFIRMING, _I.IDLE_TIMEOUT): "no DATA for `handshake_timeout_s` after the "
-    "initiation: forgotten silently (no event: it was never announced)",
-    (_S.CONFIRMING, _I.PEER_CLOSED): "not fed by `session.py` (a CLOSE is processed after "
-    "its packet's `packet authenticated`, i.e. from `established`)",
+    (_S.CONFIRMING, _I.PACKET_AUTHENTICATED): "the peer's first DATA packet authenticates. "
+    "Responder: the initiator's address is validated (if the packet came from it), "
+    "`SessionEstablished`, it may send. Initiator: proof the responder kept the session",
+    (_S.CONFIRMING, _I.IDLE_TIMEOUT): "no DATA from the peer for `idle_timeout_s`. "
+    "Responder: forgotten silently (never announced). Initiator: "
+    "`SessionClosed(IDLE_TIMEOUT)`",
     (_S.CONFIRMING, _I.VIOLATION): "the first packet authenticates but its frames do not "
     "decode: CLOSE(PROTOCOL_VIOLATION)",
     (_S.CONFIRMING, _I.APP_CLOSE): "`close()` before confirmation: a CLOSE is sent",
@@ -178,7 +183,6 @@ _TRIGGERS: dict[tuple[SessionState, SessionInput], str] = {
     (_S.UNREACHABLE, _I.PACKET_AUTHENTICATED): "any DATA packet authenticates: `PeerReachable`",
     (_S.UNREACHABLE, _I.IDLE_TIMEOUT): "silent for `idle_timeout_s`: "
     "`SessionClosed(IDLE_TIMEOUT)`, nothing sent",
-    (_S.UNREACHABLE, _I.PEER_CLOSED): "not fed by `session.py` (as for `confirming`)",
     (_S.UNREACHABLE, _I.VIOLATION): "a packet authenticates but its frames do not decode",
     (_S.UNREACHABLE, _I.APP_CLOSE): "`close()`: CLOSE(code, text)",
     (_S.CLOSING, _I.PACKET_AUTHENTICATED): "the peer is still sending: repeat our CLOSE "
@@ -213,8 +217,6 @@ _DROPS: dict[DropReason, str] = {
     "close, RESPONSE/COOKIE_REPLY to a responder or after the handshake, a duplicate "
     "RESPONSE, a packet type the receiver does not take",
     DropReason.RATE_LIMITED: "(endpoint) initiation while `max_sessions` sessions exist",
-    DropReason.AMPLIFICATION: "reserved for outbound suppression; not counted today (a "
-    "session simply stops packing when its budget is spent)",
 }
 
 _CLOSES: dict[CloseReason, tuple[str, str]] = {

@@ -39,6 +39,7 @@ from udpim.core.frames import Frame
 from udpim.core.handshake import InitiatorHandshake
 from udpim.core.protection import SessionKeys
 from udpim.core.session import Session
+from udpim.core.state import SessionState
 from udpim.core.wire import (
     PacketType,
     decode_data_header_untrusted,
@@ -317,7 +318,13 @@ class Pair:
     def establish(self) -> tuple[Session, Session]:
         """Connect and run until both sides are established; returns (client, server)."""
         client = self.connect()
-        self.wire.run_until(lambda: len(self.responder.of(SessionEstablished)) == 1, 10.0)
+        self.wire.run_until(
+            lambda: (
+                len(self.responder.of(SessionEstablished)) == 1
+                and client.state is SessionState.ESTABLISHED
+            ),
+            10.0,
+        )
         return client, self.server
 
 

@@ -13,17 +13,19 @@ from tests.core.pairs import (
     TIMESTAMP_NS,
     Host,
     Wire,
+    drop_where,
     established_pair,
     make_pair,
     seeded_rng,
 )
 from udpim.core.config import CookieMode, EndpointConfig
 from udpim.core.crypto import StaticKey
-from udpim.core.endpoint import Endpoint
+from udpim.core.endpoint import MAX_HALF_OPEN_PER_KEY, Endpoint
 from udpim.core.errors import LocalProtocolError
 from udpim.core.events import MessageReceived, SessionClosed, SessionEstablished
 from udpim.core.session import Session
 from udpim.core.state import SessionState
+from udpim.core.wire import PacketType
 
 CFG = TEST_CONFIG
 
@@ -242,3 +244,26 @@ def test_two_sessions_between_the_same_endpoints_are_independent() -> None:
     assert len(by_session) == 2
     assert {payload for _, payload in by_session} == {b"one", b"two"}
     assert len(pair.responder.endpoint) == 2
+
+
+def test_half_open_sessions_per_key_are_capped_oldest_first() -> None:
+    # A client redials over and over while none of its DATA gets through: each dial
+    # leaves a half-open session on the responder, which keeps the newest few only.
+    pair = make_pair(replace(CFG))
+    pair.wire.hook = drop_where(lambda d: d.kind is PacketType.DATA)
+    endpoint = pair.initiator.endpoint
+    dials = MAX_HALF_OPEN_PER_KEY + 2
+    for number in range(dials):
+        endpoint.connect(
+            pair.responder_key.public, RESPONDER_ADDRESS, pair.wire.now, TIMESTAMP_NS + number
+        )
+        pair.wire.run(pair.wire.now + 0.25)  # answered at once: one attempt per dial
+    sessions = pair.responder.endpoint.sessions()
+    assert len(sessions) == MAX_HALF_OPEN_PER_KEY
+    assert all(s.state is SessionState.CONFIRMING for s in sessions)
+    # The newest dials are the ones kept: their initiators can still confirm them.
+    initiated = endpoint.sessions()
+    pair.wire.hook = None
+    pair.wire.run(pair.wire.now + 5.0)
+    confirmed = [s for s in initiated if s.state is SessionState.ESTABLISHED]
+    assert confirmed == initiated[-MAX_HALF_OPEN_PER_KEY:]

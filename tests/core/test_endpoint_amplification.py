@@ -106,7 +106,7 @@ def run_step(ledger: Ledger, op: str, a: int, b: int, blob: bytes, position: int
             ledger.endpoint.close_session(live[position % len(live)], ledger.now, text=text)
             ledger.flush()
     elif op == "time":
-        ledger.now += [0.25, 1.0, 20.0][b]
+        ledger.now += [0.25, 1.0, 20.0, 200.0][b % 4]
         deadline = ledger.endpoint.get_timer()
         if deadline is not None and deadline <= ledger.now:
             ledger.endpoint.handle_timer(ledger.now)
@@ -163,7 +163,7 @@ def test_the_property_exercises_responses_and_cookie_replies() -> None:
         ("forged-data", 0, 0, b"x" * 40, 1),
         ("garbage", 1, 0, b"\x40" * 141, 0),
         ("close", 0, 0, b"\xe9" * 150, 0),
-        ("time", 0, 2, b"", 0),
+        ("time", 0, 3, b"", 0),  # past the idle timeout
     ]
     for step in script:
         run_step(ledger, *step)

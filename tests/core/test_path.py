@@ -105,12 +105,15 @@ def test_moving_twice_keeps_the_last_validated_address_as_fallback() -> None:
     assert path.on_response(second) == PathChanged(HOME, ELSEWHERE)
 
 
-def test_returning_to_the_fallback_then_validating_reports_no_change() -> None:
+def test_returning_to_the_fallback_needs_no_new_proof() -> None:
     path = validated()
-    migrate(path, AWAY)
-    back = migrate(path, HOME)
-    assert path.on_response(back) is None
+    challenge = migrate(path, AWAY)
+    path.on_authenticated(HOME, 40, is_largest=True, now=1.0, rng=lambda n: b"\x00" * n)
     assert (path.address, path.state) == (HOME, PathState.VALIDATED)
+    assert path.send_budget() is None
+    assert path.take_challenge() is None
+    assert path.deadline() is None
+    assert path.on_response(challenge) is None  # the abandoned challenge proves nothing now
     assert path.migrations == 0
 
 

@@ -81,7 +81,7 @@ def test_generated_sections_equal_what_the_tool_builds_now() -> None:
 
 
 def test_check_mode_fails_on_a_stale_copy_and_the_rewrite_repairs_it(tmp_path: Path) -> None:
-    stale = DOC.replace("initiating --> established: response received", "initiating --> x: y")
+    stale = DOC.replace("initiating --> confirming: response received", "initiating --> x: y")
     assert stale != DOC
     path = tmp_path / "PROTOCOL.md"
     path.write_text(stale, encoding="utf-8")

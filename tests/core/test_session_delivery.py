@@ -138,9 +138,9 @@ def test_exactly_once_in_order_over_a_bad_wire(seed: int) -> None:
 
 
 def test_slow_reader_blocks_the_sender_without_loss_then_resumes() -> None:
-    config = replace(CFG, receive_window_bytes=64 * 1024, max_message_bytes=16 * 1024)
+    config = replace(CFG, max_message_bytes=512 * 1024)  # window: 2 MiB, the protocol minimum
     pair = established_pair(config)
-    messages = payloads(24, 8 * 1024, seed=3)  # 192 KiB: three windows' worth
+    messages = payloads(24, 256 * 1024, seed=3)  # 6 MiB: three windows' worth
     pair.responder.draining = False  # the application stops reading
     send_all(pair, pair.client, messages)
     pair.wire.run(pair.wire.now + 10.0)
@@ -164,14 +164,14 @@ def test_slow_reader_blocks_the_sender_without_loss_then_resumes() -> None:
 
 
 def test_reading_reopens_the_window_a_message_at_a_time() -> None:
-    config = replace(CFG, receive_window_bytes=64 * 1024, max_message_bytes=16 * 1024)
+    config = replace(CFG, max_message_bytes=512 * 1024)  # window: 2 MiB
     pair = established_pair(config)
     pair.responder.draining = False
-    send_all(pair, pair.client, payloads(16, 8 * 1024, seed=4))
+    send_all(pair, pair.client, payloads(16, 256 * 1024, seed=4))
     pair.wire.run(pair.wire.now + 5.0)
     assert pair.client.statistics().messages_delivered == 8
     endpoint = pair.responder.endpoint
-    # Four reads (32 KiB consumed: half the window) earn a WINDOW update for four more.
+    # Four reads (1 MiB consumed: half the window) earn a WINDOW update for four more.
     for _ in range(4):
         event = endpoint.next_event()
         assert event is not None

@@ -67,7 +67,7 @@ def test_responder_is_established_only_after_the_initiators_first_data() -> None
     got_response = lambda: bool(pair.initiator.received)  # noqa: E731
     when = pair.wire.run_until(got_response, 1.0)
     assert when == 2 * pair.wire.delay_s
-    assert pair.client.state is SessionState.ESTABLISHED
+    assert pair.client.state is SessionState.CONFIRMING
     assert pair.server.state is SessionState.CONFIRMING
     assert pair.responder.events == []
     pair.wire.run(when + pair.wire.delay_s - 0.001)

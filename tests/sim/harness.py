@@ -43,8 +43,7 @@ from typing import NoReturn
 from netsim.models import LinkDirection, LinkProfile, LinkStatistics, derive_rng
 from udpim.core.config import EndpointConfig
 from udpim.core.crypto import StaticKey
-from udpim.core.dialer import KEPT_ATTEMPTS
-from udpim.core.endpoint import Endpoint
+from udpim.core.endpoint import MAX_HALF_OPEN_PER_KEY, Endpoint
 from udpim.core.events import (
     Event,
     MessageDelivered,
@@ -86,7 +85,7 @@ handshake confirmation and a heartbeat (transmit.py "Packing order")."""
 NETWORK_SLACK_BYTES = 64 * 1024
 """Bytes in the network beyond twice the sender's largest window: ACK-only packets
 (not counted in flight), and packets sent before a loss shrank the window."""
-MAX_HUB_SESSIONS = 1 + KEPT_ATTEMPTS
+MAX_HUB_SESSIONS = 1 + MAX_HALF_OPEN_PER_KEY
 """An established session plus the half-open ones of the initiator's kept attempts."""
 MAX_STEPS_PER_INSTANT = 10_000
 """More steps than this without the clock moving means a timer in the past never clears."""

@@ -7,6 +7,8 @@
 * The handshake under 50 % loss each way eventually succeeds: the dialer retransmits
   initiations, and the client application connects again if one dial times out (what
   the daemon does). Across the seeds both of those paths are exercised.
+* An uplink outage right after the handshake, longer than ``handshake_timeout_s``: the
+  hub keeps the half-open session, so the client completes it when the link heals.
 * A round trip longer than ``handshake_retry_s``: the response to the first initiation
   arrives after the second was sent, and the session the client completes must be the
   one the hub keeps.
@@ -100,6 +102,22 @@ def test_handshake_when_round_trip_exceeds_retry_interval(sim_seed: int) -> None
     link = LinkProfile(delay_s=0.6, jitter_s=0.1)
     scenario = Scenario("long-rtt", link, link, Workload(messages_per_side=4))
     result = run_simulation(scenario, sim_seed)
+    assert established(result, "client")
+    assert established(result, "hub")
+    assert result.reconnects == 0
+
+
+@pytest.mark.sim_seeds(10)
+def test_uplink_outage_right_after_the_handshake(sim_seed: int) -> None:
+    # The client gets the response, then nothing it sends reaches the hub for longer than
+    # handshake_timeout_s. The hub keeps the half-open session (until the idle timeout),
+    # so the client's probes confirm it once the uplink heals: no redial, all delivered.
+    outage = Outage(start_s=0.01, end_s=0.01 + DEFAULTS.handshake_timeout_s + 10.0)
+    up = LinkProfile(delay_s=0.02, outages=(outage,))
+    down = LinkProfile(delay_s=0.02)
+    result = run_simulation(
+        Scenario("preconfirm", up, down, Workload(messages_per_side=4)), sim_seed
+    )
     assert established(result, "client")
     assert established(result, "hub")
     assert result.reconnects == 0

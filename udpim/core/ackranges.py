@@ -38,7 +38,10 @@ from typing import final
 
 from udpim.core.config import SessionConfig
 from udpim.core.errors import LocalProtocolError
+from udpim.core.framecodec import frame_size
 from udpim.core.frames import AckFrame
+
+_WIDE_DELAY_S = 8000.0  # an ack delay this long already takes a 4-byte varint
 
 __all__ = ["ACK_SPAN_PACKETS", "MAX_ACK_RANGES", "MAX_TRACKED_RANGES", "AckTracker"]
 
@@ -151,25 +154,39 @@ class AckTracker:
         """When an ACK must go out, or None if no ack-eliciting packet awaits one."""
         return self._deadline
 
-    def build_ack(self, now: float) -> AckFrame | None:
+    def build_ack(self, now: float, max_bytes: int | None = None) -> AckFrame | None:
         """Build an ACK of the recent ranges and clear the due state.
 
         Args:
             now: when the ACK is sent (the ack delay is measured up to it).
+            max_bytes: room left in the packet; an ACK that would not fit is not
+                built and stays due.
 
         Returns:
             The frame (newest ranges, highest first, within ``ACK_SPAN_PACKETS`` of
-            the largest, at most ``MAX_ACK_RANGES``), or None if no
-            packet arrived since the previous ACK was built.
+            the largest, at most ``MAX_ACK_RANGES``), or None if no packet arrived
+            since the previous ACK was built or it does not fit ``max_bytes``.
         """
+        frame = self._frame(now)
+        if frame is None or (max_bytes is not None and frame_size(frame) > max_bytes):
+            return None
+        self._unacked = False
+        self._unacked_eliciting = 0
+        self._deadline = None
+        return frame
+
+    def pending_ack_bytes(self) -> int | None:
+        """Upper bound on the size of the ACK ``build_ack`` would return now (its ack
+        delay counted at the widest encoding up to 2.4 hours), without building it."""
+        frame = self._frame(self._largest_time + _WIDE_DELAY_S)
+        return None if frame is None else frame_size(frame)
+
+    def _frame(self, now: float) -> AckFrame | None:
         if not self._unacked or not self._ranges:
             return None
         lowest = self._largest - ACK_SPAN_PACKETS
         ranges = tuple(r for r in reversed(self._ranges[-MAX_ACK_RANGES:]) if r[1] >= lowest)
         delay_us = max(0, int((now - self._largest_time) * 1_000_000))
-        self._unacked = False
-        self._unacked_eliciting = 0
-        self._deadline = None
         return AckFrame(ranges=ranges, ack_delay_us=delay_us)
 
     def on_ack_of_ack(self, largest_acked: int) -> None:

@@ -13,7 +13,30 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import final
 
-__all__ = ["CookieMode", "EndpointConfig", "SessionConfig"]
+__all__ = [
+    "INITIAL_MAX_DATA_BYTES",
+    "MAX_DATAGRAM_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MIN_DATAGRAM_BYTES",
+    "MIN_REPLAY_WINDOW_PACKETS",
+    "CookieMode",
+    "EndpointConfig",
+    "SessionConfig",
+]
+
+# --- protocol constants: both ends rely on these; they are not tunables -------------------
+
+MAX_MESSAGE_BYTES = 1 << 20
+"""Largest message any receiver accepts (1 MiB); a sender may limit itself further."""
+INITIAL_MAX_DATA_BYTES = 2 << 20
+"""Flow-control credit a sender may assume before the receiver's first WINDOW frame.
+Every receiver grants at least this much (``receive_window_bytes`` cannot be smaller) and
+advertises a larger window in its first packet, so peers need not share a config."""
+MAX_DATAGRAM_BYTES = 1500
+"""Largest datagram any endpoint accepts; bigger ones are dropped (OVERSIZED)."""
+MIN_DATAGRAM_BYTES = 128
+"""Smallest ``max_datagram_bytes`` allowed (room for a header, a tag and some frames)."""
+MIN_REPLAY_WINDOW_PACKETS = 2048
 
 
 @final
@@ -24,10 +47,11 @@ class SessionConfig:
     # --- datagrams and messages -------------------------------------------------------
     max_datagram_bytes: int = 1200
     """Largest UDP payload this side sends (QUIC's conservative 1200-byte default)."""
-    max_message_bytes: int = 1 << 20
-    """Largest application message accepted by ``send_message`` (1 MiB)."""
-    receive_window_bytes: int = 4 << 20
-    """Reassembly memory the receiver grants the peer (flow control, stream bytes)."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """Largest application message ``send_message`` accepts (at most 1 MiB)."""
+    receive_window_bytes: int = INITIAL_MAX_DATA_BYTES
+    """Reassembly memory the receiver grants the peer (flow control, stream bytes);
+    at least ``INITIAL_MAX_DATA_BYTES``."""
 
     # --- handshake ----------------------------------------------------------------------
     handshake_retry_s: float = 1.0
@@ -73,6 +97,50 @@ class SessionConfig:
     path_validation_timeout_s: float = 3.0
     """Abandon validating a new path (and fall back to the old one) after this long."""
 
+    def __post_init__(self) -> None:
+        """Reject values the protocol cannot work with (one clear ``ValueError``)."""
+        if not MIN_DATAGRAM_BYTES <= self.max_datagram_bytes <= MAX_DATAGRAM_BYTES:
+            raise ValueError(
+                f"max_datagram_bytes must be {MIN_DATAGRAM_BYTES}..{MAX_DATAGRAM_BYTES}, "
+                f"not {self.max_datagram_bytes}"
+            )
+        if not 0 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(
+                f"max_message_bytes must be 0..{MAX_MESSAGE_BYTES}, not {self.max_message_bytes}"
+            )
+        if self.receive_window_bytes < INITIAL_MAX_DATA_BYTES:
+            raise ValueError(
+                f"receive_window_bytes must be at least {INITIAL_MAX_DATA_BYTES}, "
+                f"not {self.receive_window_bytes}"
+            )
+        if self.replay_window_packets < MIN_REPLAY_WINDOW_PACKETS:
+            raise ValueError(
+                f"replay_window_packets must be at least {MIN_REPLAY_WINDOW_PACKETS}, "
+                f"not {self.replay_window_packets}"
+            )
+        for name in _POSITIVE_FIELDS:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+
+
+_POSITIVE_FIELDS = (
+    "handshake_retry_s",
+    "handshake_retry_max_s",
+    "handshake_timeout_s",
+    "initial_rtt_s",
+    "max_ack_delay_s",
+    "ack_eliciting_threshold",
+    "packet_threshold",
+    "time_threshold",
+    "timer_granularity_s",
+    "heartbeat_interval_s",
+    "dead_peer_timeout_s",
+    "idle_timeout_s",
+    "rekey_after_s",
+    "rekey_after_packets",
+    "path_validation_timeout_s",
+)
+
 
 @final
 class CookieMode(Enum):
@@ -90,9 +158,9 @@ class EndpointConfig:
 
     session: SessionConfig = SessionConfig()
     cookie_mode: CookieMode = CookieMode.UNDER_LOAD
-    """DoS posture: answer initiations with a stateless cookie reply (see crypto essay)."""
+    """DoS posture: answer initiations with a stateless cookie reply (essay: cookies.py)."""
     load_threshold_handshakes: int = 200
-    """``UNDER_LOAD`` starts demanding cookies above this many handshakes in progress."""
+    """``UNDER_LOAD`` demands cookies beyond this many initiations in one second."""
     cookie_secret_lifetime_s: float = 120.0
     """The secret that cookies are bound to rotates this often (previous one still valid)."""
     max_sessions: int = 200_000

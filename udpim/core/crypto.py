@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from udpim.core.config import MIN_REPLAY_WINDOW_PACKETS  # re-exported
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
 
 __all__ = [
@@ -78,7 +79,6 @@ KEY_BYTES: Final = 32
 PUBLIC_KEY_BYTES: Final = 32
 KEY_UPDATE_LABEL: Final = b"udpim key update"
 PACKET_KEY_LABEL: Final = b"udpim packet key"
-MIN_REPLAY_WINDOW_PACKETS: Final = 2048
 _MAX_NONCE_PN: Final = (1 << 64) - 1
 
 

@@ -20,9 +20,11 @@ Rules:
   initiations (``dialer.py``); replacing would strand an initiator whose round trip
   exceeds ``handshake_retry_s``. The first sibling to authenticate a packet is the
   attempt the initiator completed, and the endpoint then forgets the others.
-  Initiations with another connection ID are other sessions (a second session, another
-  device with the same key) and never touch these. Established sessions are never
-  replaced here: the owner decides.
+  Initiations with another connection ID are other dials (a redial, a second session,
+  another device with the same key). Half-open sessions live as long as silent
+  established ones (see ``state.py``), so at most ``MAX_HALF_OPEN_PER_KEY`` are kept per
+  initiator key, oldest forgotten first. Established sessions are never replaced here:
+  the owner decides.
 * Work is proportional to what happened: only sessions touched since the last flush are
   asked for datagrams and events; the heap holds (deadline, sequence, cid) entries and
   stale ones are skipped lazily.
@@ -59,7 +61,11 @@ from udpim.core.wire import (
     peek_packet_type_untrusted,
 )
 
-__all__ = ["Endpoint", "EndpointStatistics"]
+__all__ = ["MAX_HALF_OPEN_PER_KEY", "Endpoint", "EndpointStatistics"]
+
+MAX_HALF_OPEN_PER_KEY = 2 * KEPT_ATTEMPTS
+"""Unconfirmed sessions kept per initiator key: the retries of the current dial and of
+one more (a redial, or a second device sharing the key); older ones are forgotten."""
 
 Address = tuple[str, int]
 Rng = Callable[[int], bytes]
@@ -100,11 +106,10 @@ class Endpoint:
         self.config = config
         self.static_key = static_key
         self._rng = rng
-        self._accept_peer = accept_peer
         self._sessions: dict[bytes, Session] = {}
-        # Half-open sessions by dialer (initiator key, initiator cid): our cids, oldest first.
-        self._attempts: dict[tuple[bytes, bytes], list[bytes]] = {}
-        self._attempt_of: dict[bytes, tuple[bytes, bytes]] = {}  # our cid -> its dialer
+        # Half-open sessions by initiator key: (initiator cid, our cid), oldest first.
+        self._half_open: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._half_open_key: dict[bytes, bytes] = {}  # our cid -> initiator key
         self._dirty: dict[bytes, None] = {}  # cids touched since the last flush (ordered set)
         self._eventful: dict[bytes, None] = {}  # cids that may have events
         self._heap: list[tuple[float, int, bytes]] = []
@@ -112,7 +117,7 @@ class Endpoint:
         self._sequence = 0
         self._stateless: deque[tuple[bytes, Address]] = deque()
         self._cookies = CookieGuard(static_key.public, rng, config.cookie_secret_lifetime_s)
-        self._timestamps = TimestampGuard(config.max_sessions)
+        self._admission = _Admission(accept_peer, TimestampGuard(config.max_sessions))
         self._load_window_start = 0.0
         self._load_count = 0
         self._accepted = 0
@@ -200,6 +205,8 @@ class Endpoint:
                 self._on_initiation(data, address, now)
                 return
             if kind is PacketType.DATA:
+                if len(data) < 1 + CID_BYTES:
+                    raise BadPacket(DropReason.TRUNCATED, "DATA shorter than its header")
                 cid = bytes(data[1 : 1 + CID_BYTES])
             elif kind is PacketType.RESPONSE:
                 cid = decode_response_untrusted(data).receiver_cid
@@ -227,10 +234,8 @@ class Endpoint:
             raise BadPacket(DropReason.COOKIE_REQUIRED, "cookie round trip")
         cid = self._new_cid()
         info, response, result = respond_untrusted(
-            self.static_key, data, cid, self._rng, timestamp_guard=self._timestamps
+            self.static_key, data, cid, self._rng, timestamp_guard=self._admission
         )
-        if self._accept_peer is not None and not self._accept_peer(info.initiator_public):
-            raise BadPacket(DropReason.UNKNOWN_PEER, info.initiator_public.hex())
         session = Session.accept(
             config=self.config.session,
             result=result,
@@ -242,12 +247,7 @@ class Endpoint:
             now=now,
         )
         self._sessions[cid] = session
-        dialer = (info.initiator_public, info.initiator_cid)
-        siblings = self._attempts.setdefault(dialer, [])
-        siblings.append(cid)
-        self._attempt_of[cid] = dialer
-        if len(siblings) > KEPT_ATTEMPTS:
-            self._forget(siblings[0])  # older than any response the initiator still accepts
+        self._add_half_open(info.initiator_public, info.initiator_cid, cid)
         self._accepted += 1
         self._touch(cid)
 
@@ -263,14 +263,36 @@ class Endpoint:
         self._load_count += 1
         return self._load_count > self.config.load_threshold_handshakes
 
+    def _add_half_open(self, key: bytes, initiator_cid: bytes, cid: bytes) -> None:
+        entries = self._half_open.setdefault(key, [])
+        entries.append((initiator_cid, cid))
+        self._half_open_key[cid] = key
+        siblings = [ours for theirs, ours in entries if theirs == initiator_cid]
+        if len(siblings) > KEPT_ATTEMPTS:
+            self._forget(siblings[0])  # older than any response the initiator still accepts
+        elif len(entries) > MAX_HALF_OPEN_PER_KEY:
+            self._forget(entries[0][1])  # an abandoned dial (the initiator redialled)
+
     def _on_confirmed(self, cid: bytes) -> None:
         """A half-open session authenticated a packet: its siblings will never be used."""
-        dialer = self._attempt_of.pop(cid, None)
-        if dialer is None:
+        key = self._half_open_key.get(cid)
+        if key is None:
             return
-        for sibling in self._attempts.pop(dialer, []):
-            if sibling != cid:
-                self._forget(sibling)
+        initiator_cid = next(theirs for theirs, ours in self._half_open[key] if ours == cid)
+        for theirs, ours in list(self._half_open[key]):
+            if theirs == initiator_cid and ours != cid:
+                self._forget(ours)
+        self._drop_half_open(cid)
+
+    def _drop_half_open(self, cid: bytes) -> None:
+        key = self._half_open_key.pop(cid, None)
+        if key is None:
+            return
+        entries = [entry for entry in self._half_open[key] if entry[1] != cid]
+        if entries:
+            self._half_open[key] = entries
+        else:
+            del self._half_open[key]
 
     # --- time ------------------------------------------------------------------------
 
@@ -365,15 +387,33 @@ class Endpoint:
         self._scheduled.pop(cid, None)
         self._dirty.pop(cid, None)
         self._eventful.pop(cid, None)
-        dialer = self._attempt_of.pop(cid, None)
-        if dialer is not None and dialer in self._attempts:  # not if confirmed just now
-            siblings = self._attempts[dialer]
-            siblings.remove(cid)
-            if not siblings:
-                del self._attempts[dialer]
+        self._drop_half_open(cid)
 
     def _new_cid(self) -> bytes:
         while True:
             cid = self._rng(CID_BYTES)
             if cid not in self._sessions:
                 return cid
+
+
+@final
+class _Admission:
+    """Who may complete a handshake: the owner's key policy first, then replay rejection.
+
+    The policy runs before the timestamp guard so refused keys never occupy the guard's
+    bounded memory (and cannot evict genuine initiators' replay protection).
+    """
+
+    __slots__ = ("_accept_peer", "_timestamps")
+
+    def __init__(
+        self, accept_peer: Callable[[bytes], bool] | None, timestamps: TimestampGuard
+    ) -> None:
+        self._accept_peer = accept_peer
+        self._timestamps = timestamps
+
+    def accept(self, initiator_public: bytes, timestamp_ns: int) -> bool:
+        """True to proceed; False for a replay. Raises BadPacket(UNKNOWN_PEER) if refused."""
+        if self._accept_peer is not None and not self._accept_peer(initiator_public):
+            raise BadPacket(DropReason.UNKNOWN_PEER, initiator_public.hex())
+        return self._timestamps.accept(initiator_public, timestamp_ns)

@@ -53,7 +53,6 @@ class DropReason(Enum):
     COOKIE_REQUIRED = "cookie-required"  # under load and no valid cookie: answered statelessly
     UNEXPECTED = "unexpected"  # a valid packet that the current state does not accept
     RATE_LIMITED = "rate-limited"  # over a configured per-source or global limit
-    AMPLIFICATION = "amplification"  # would exceed the anti-amplification budget (outbound)
 
 
 @final

@@ -1,6 +1,6 @@
 """Frames: the units of meaning inside an encrypted DATA packet.
 
-This module holds only the frame value types. Their byte layout lives in ``wire.py``
+This module holds only the frame value types. Their byte layout lives in ``framecodec.py``
 (docs/PROTOCOL.md "Frames"); what a session does with each lives in ``session.py``.
 
 Every frame is a frozen, slotted dataclass so a sent packet can record exactly which
@@ -44,7 +44,8 @@ class CloseReason(IntEnum):
 @final
 @dataclass(frozen=True, slots=True)
 class PaddingFrame:
-    """``length`` zero bytes; used to pad probes. Not ack-eliciting."""
+    """``length`` zero bytes. Not ack-eliciting. Accepted on receipt; udpim itself does
+    not send padding today."""
 
     length: int
 

@@ -87,7 +87,7 @@ restarted initiator is still accepted and a replayed initiation is not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, final
+from typing import Final, Protocol, final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import constant_time, hashes
@@ -98,7 +98,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from udpim.core.cookies import (
     NO_MAC2,
-    TimestampGuard,
     compute_mac1,
     compute_mac2,
     open_cookie_reply_untrusted,
@@ -125,6 +124,7 @@ __all__ = [
     "PROTOCOL_NAME",
     "TIMESTAMP_BYTES",
     "HandshakeResult",
+    "InitiationGuard",
     "InitiationInfo",
     "InitiatorHandshake",
     "respond_untrusted",
@@ -346,13 +346,22 @@ def _consume_initiation_untrusted(
     return info, state, message.ephemeral
 
 
+class InitiationGuard(Protocol):
+    """Decides whether an authenticated initiation may proceed (``cookies.TimestampGuard``,
+    or an owner's wrapper that also refuses unknown keys by raising ``BadPacket``)."""
+
+    def accept(self, initiator_public: bytes, timestamp_ns: int) -> bool:
+        """True to go on; False rejects the initiation as stale."""
+        ...
+
+
 def respond_untrusted(
     local: StaticKey,
     data: bytes,
     local_cid: bytes,
     rng: Rng,
     *,
-    timestamp_guard: TimestampGuard | None = None,
+    timestamp_guard: InitiationGuard | None = None,
 ) -> tuple[InitiationInfo, bytes, HandshakeResult]:
     """Check an INITIATION and build the RESPONSE (the responder's whole handshake).
 

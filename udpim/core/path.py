@@ -126,6 +126,12 @@ class PathManager:
             return
         if not is_largest:
             return
+        if address == self._fallback:
+            # Back on the address we validated before (a flap, or a spoofed copy of a
+            # packet was seen first): it needs no new proof.
+            self.address = address
+            self.mark_validated()
+            return
         if self.state is PathState.VALIDATED:
             self._fallback = self.address
         self.address = address

@@ -36,12 +36,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import final
 
 from udpim.core.ackranges import AckTracker
-from udpim.core.config import SessionConfig
+from udpim.core.config import INITIAL_MAX_DATA_BYTES, MAX_MESSAGE_BYTES, SessionConfig
 from udpim.core.crypto import StaticKey
 from udpim.core.dialer import Dialer
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError, ProtocolViolation
@@ -60,11 +58,12 @@ from udpim.core.protection import SessionKeys
 from udpim.core.recovery import LossRecovery
 from udpim.core.recvbuffer import ReceiveBuffer
 from udpim.core.sendbuffer import SendBuffer
-from udpim.core.state import SessionInput, SessionState, next_state
+from udpim.core.state import Role, SessionInput, SessionState, next_state
+from udpim.core.statistics import SessionStatistics, build_statistics
 from udpim.core.transmit import Transmitter
 from udpim.core.wire import MAX_CLOSE_TEXT_BYTES, PacketType, peek_packet_type_untrusted
 
-__all__ = ["Role", "Session", "SessionStatistics"]
+__all__ = ["Role", "Session", "SessionStatistics"]  # Role, SessionStatistics: re-exported
 
 Rng = Callable[[int], bytes]
 
@@ -76,45 +75,6 @@ _SENDING_STATES = frozenset(
         SessionState.UNREACHABLE,
     }
 )
-
-
-@final
-class Role(Enum):
-    """Which side of the handshake this session was."""
-
-    INITIATOR = "initiator"
-    RESPONDER = "responder"
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class SessionStatistics:
-    """A snapshot of a session's counters and estimates."""
-
-    state: SessionState
-    role: Role
-    peer_address: Address
-    packets_sent: int
-    packets_received: int
-    bytes_sent: int
-    bytes_received: int
-    packets_lost: int
-    frames_retransmitted: int
-    probes_sent: int
-    heartbeats_sent: int
-    messages_sent: int
-    messages_received: int
-    messages_delivered: int
-    key_updates_sent: int
-    key_updates_received: int
-    path_migrations: int
-    smoothed_rtt_s: float
-    rttvar_s: float
-    min_rtt_s: float
-    latest_rtt_s: float
-    congestion_window_bytes: int
-    bytes_in_flight: int
-    drops: dict[str, int] = field(default_factory=dict)
 
 
 @final
@@ -161,12 +121,12 @@ class Session:
         self._dialer: Dialer | None = None
         self._events: deque[Event] = deque()
         self._keepalive = Keepalive(config, now, heartbeats=role is Role.INITIATOR)
-        self._recv = ReceiveBuffer(config.receive_window_bytes, config.max_message_bytes)
+        self._recv = ReceiveBuffer(config.receive_window_bytes, MAX_MESSAGE_BYTES)
         self._tx = Transmitter(
             config=config,
             recovery=LossRecovery(config),
             acks=AckTracker(config),
-            send=SendBuffer(config.max_message_bytes, config.receive_window_bytes),
+            send=SendBuffer(config.max_message_bytes, INITIAL_MAX_DATA_BYTES),
             recv=self._recv,
             path=path,
             keepalive=self._keepalive,
@@ -352,8 +312,11 @@ class Session:
         self._tx.counters.on_received(len(data))
         before = self.state
         self._advance(SessionInput.PACKET_AUTHENTICATED)
-        if before is SessionState.CONFIRMING:
-            self._path.mark_validated()
+        if before is SessionState.CONFIRMING and self.role is Role.RESPONDER:
+            # The initiator got our response: its address is proven, unless this packet
+            # came from elsewhere (then the path logic below validates the new one).
+            if address == self._path.address:
+                self._path.mark_validated()
             self._events.append(SessionEstablished(peer_static_key=self.peer_public))
         elif before is SessionState.UNREACHABLE:
             self._events.append(PeerReachable())
@@ -383,7 +346,7 @@ class Session:
             return self._dialer.deadline()
         if state is SessionState.CLOSING:
             return self._tx.closing_deadline
-        deadline = self._idle_deadline()
+        deadline = self._keepalive.idle_deadline()
         if state is SessionState.ESTABLISHED:
             deadline = min(deadline, self._keepalive.dead_peer_deadline())
         # A heartbeat already owed waits for room on the path, not for the clock.
@@ -409,11 +372,11 @@ class Session:
             if now >= self._tx.closing_deadline:
                 self._advance(SessionInput.CLOSING_DONE)
             return
-        if now >= self._idle_deadline():
+        if now >= self._keepalive.idle_deadline():
             self._advance(SessionInput.IDLE_TIMEOUT)
-            if state is not SessionState.CONFIRMING:  # never announced: end quietly
+            if state is not SessionState.CONFIRMING or self.role is Role.INITIATOR:
                 self._closed(CloseReason.IDLE_TIMEOUT, "", by_peer=False, now=now)
-            return
+            return  # a responder never announced a half-open session: it ends quietly
         if state is SessionState.ESTABLISHED and now >= self._keepalive.dead_peer_deadline():
             self._advance(SessionInput.DEAD_PEER_TIMEOUT)
             self._events.append(PeerUnreachable(silent_for_s=self._keepalive.silent_for_s(now)))
@@ -432,7 +395,8 @@ class Session:
             return []
         if self.state is SessionState.CLOSED:
             return []
-        confirmed = self.state is not SessionState.CONFIRMING
+        # A responder sends nothing but its response until the initiator confirms.
+        confirmed = self.state is not SessionState.CONFIRMING or self.role is Role.INITIATOR
         return self._tx.datagrams(now, confirmed=confirmed)
 
     def next_event(self) -> Event | None:
@@ -446,45 +410,9 @@ class Session:
 
     def statistics(self) -> SessionStatistics:
         """A snapshot of counters and estimates (see ``SessionStatistics``)."""
-        tx = self._tx
-        counters = tx.counters
-        rtt = tx.recovery.rtt
-        keys = tx.keys
-        drops = counters.drops or {}
-        return SessionStatistics(
-            state=self.state,
-            role=self.role,
-            peer_address=self._path.address,
-            packets_sent=counters.packets_sent,
-            packets_received=counters.packets_received,
-            bytes_sent=counters.bytes_sent,
-            bytes_received=counters.bytes_received,
-            packets_lost=counters.packets_lost,
-            frames_retransmitted=counters.frames_retransmitted,
-            probes_sent=counters.probes_sent,
-            heartbeats_sent=self._keepalive.heartbeats_sent,
-            messages_sent=counters.messages_sent,
-            messages_received=counters.messages_received,
-            messages_delivered=counters.messages_delivered,
-            key_updates_sent=keys.key_updates_sent if keys is not None else 0,
-            key_updates_received=keys.key_updates_received if keys is not None else 0,
-            path_migrations=self._path.migrations,
-            smoothed_rtt_s=rtt.smoothed_rtt_s,
-            rttvar_s=rtt.rttvar_s,
-            min_rtt_s=rtt.min_rtt_s,
-            latest_rtt_s=rtt.latest_rtt_s,
-            congestion_window_bytes=tx.recovery.congestion.congestion_window_bytes,
-            bytes_in_flight=tx.recovery.bytes_in_flight,
-            drops={reason.value: count for reason, count in drops.items()},
-        )
+        return build_statistics(self.state, self.role, self._path, self._keepalive, self._tx)
 
     # --- internals -------------------------------------------------------------------
-
-    def _idle_deadline(self) -> float:
-        """A responder not yet confirmed gives up after the handshake timeout."""
-        if self.state is SessionState.CONFIRMING:
-            return self._keepalive.last_received + self._config.handshake_timeout_s
-        return self._keepalive.idle_deadline()
 
     def _advance(self, event: SessionInput) -> None:
         self.state = next_state(self.state, event)

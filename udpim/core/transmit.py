@@ -25,7 +25,7 @@ from collections import deque
 from typing import final
 
 from udpim.core.ackranges import AckTracker
-from udpim.core.config import SessionConfig
+from udpim.core.config import INITIAL_MAX_DATA_BYTES, SessionConfig
 from udpim.core.errors import BadPacket, DropReason, ProtocolViolation
 from udpim.core.events import Event, MessageDelivered, MessageReceived
 from udpim.core.frames import (
@@ -169,6 +169,8 @@ class Transmitter:
         self._next_pn = 0
         self._largest_received: int | None = None
         self._pending = _Pending()
+        # A window above the protocol's initial credit is advertised in the first packet.
+        self._pending.window = config.receive_window_bytes > INITIAL_MAX_DATA_BYTES
         self._raw: deque[bytes] = deque()
         self.counters = Counters()
         self.closing_deadline = 0.0
@@ -203,6 +205,10 @@ class Transmitter:
         self._pending.close = CloseFrame(code, text)
         self._pending.close_resend = True
         self.closing_deadline = now + 3 * self._pto_s()
+
+    def buffered_bytes(self) -> tuple[int, int]:
+        """``(reassembly bytes held, message bytes queued or unacknowledged)``."""
+        return self._recv.buffered_bytes, self._send.buffered_bytes
 
     def next_message(self) -> MessageReceived | None:
         """The next received message in order, releasing its flow-control credit."""
@@ -333,7 +339,7 @@ class Transmitter:
         best: float | None = None
         for candidate in (
             self.recovery.deadline(),
-            None if self._budget_exhausted() else self._acks.ack_deadline(),
+            None if self._ack_blocked() else self._acks.ack_deadline(),
             self._path.deadline(),
             self.keys.deadline() if self.keys is not None else None,
         ):
@@ -405,8 +411,8 @@ class Transmitter:
         room -= sum(frame_size(frame) for frame in control)
         frames: list[Frame] = []
         if ack_deadline is not None:
-            ack = self._acks.build_ack(now)
-            if ack is not None and frame_size(ack) <= room:
+            ack = self._acks.build_ack(now, max_bytes=room)
+            if ack is not None:
                 frames.append(ack)
                 room -= frame_size(ack)
         frames += control
@@ -433,8 +439,12 @@ class Transmitter:
             pending.ping = False
         return self._seal(frames, now, ack_eliciting=eliciting)
 
-    def _budget_exhausted(self) -> bool:
-        return self.keys is not None and self._path.send_budget() is not None and self._room() <= 0
+    def _ack_blocked(self) -> bool:
+        """The path's budget cannot carry the pending ACK: it waits for the peer's bytes."""
+        if self.keys is None or self._path.send_budget() is None:
+            return False
+        size = self._acks.pending_ack_bytes()
+        return size is not None and size > self._room()
 
     def _room(self) -> int:
         """Frame bytes that fit in the next datagram (header, tag and budget deducted)."""

@@ -49,6 +49,7 @@ from typing import Any, Final, final
 
 import construct as cs
 
+from udpim.core.config import MAX_DATAGRAM_BYTES  # re-exported: the receive limit
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
 from udpim.core.framecodec import (
     MAX_CLOSE_TEXT_BYTES,
@@ -115,9 +116,6 @@ INITIATION_MAC2_OFFSET: Final = 125  # mac2 covers initiation[:125]
 RESPONSE_MAC1_OFFSET: Final = 57
 RESPONSE_MAC2_OFFSET: Final = 73
 MIN_DATA_CIPHERTEXT_BYTES: Final = AEAD_TAG_BYTES + 1  # at least one frame byte
-# Largest datagram accepted (Ethernet MTU); larger ones are dropped OVERSIZED, unread.
-# SessionConfig.max_datagram_bytes (what a side sends) must not exceed it.
-MAX_DATAGRAM_BYTES: Final = 1500
 MAX_PACKET_NUMBER: Final = MAX_VARINT  # 2**62 - 1, as QUIC
 
 

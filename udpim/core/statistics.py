@@ -1,0 +1,102 @@
+"""``SessionStatistics``: the snapshot a session reports of its counters and estimates.
+
+Counters come from the session's components (``transmit.Counters``, ``Keepalive``,
+``PathManager``, ``SessionKeys``, ``LossRecovery``); this module only gathers them into
+one frozen value that drivers log and ``udpim status`` shows. Taking a snapshot costs
+nothing while nobody asks for one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, final
+
+from udpim.core.state import Role, SessionState
+
+if TYPE_CHECKING:
+    from udpim.core.keepalive import Keepalive
+    from udpim.core.path import Address, PathManager
+    from udpim.core.transmit import Transmitter
+
+__all__ = ["SessionStatistics", "build_statistics"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """A snapshot of a session's counters and estimates.
+
+    ``drops`` counts datagrams dropped by this session, keyed by ``DropReason`` value;
+    ``receive_buffered_bytes`` is reassembly memory in use (never above the window we
+    advertised), ``send_buffered_bytes`` message bytes queued or awaiting acknowledgement.
+    """
+
+    state: SessionState
+    role: Role
+    peer_address: Address
+    packets_sent: int
+    packets_received: int
+    bytes_sent: int
+    bytes_received: int
+    packets_lost: int
+    frames_retransmitted: int
+    probes_sent: int
+    heartbeats_sent: int
+    messages_sent: int
+    messages_received: int
+    messages_delivered: int
+    key_updates_sent: int
+    key_updates_received: int
+    path_migrations: int
+    smoothed_rtt_s: float
+    rttvar_s: float
+    min_rtt_s: float
+    latest_rtt_s: float
+    congestion_window_bytes: int
+    bytes_in_flight: int
+    receive_buffered_bytes: int
+    send_buffered_bytes: int
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+def build_statistics(
+    state: SessionState,
+    role: Role,
+    path: PathManager,
+    keepalive: Keepalive,
+    tx: Transmitter,
+) -> SessionStatistics:
+    """Gather a session's components' figures into one ``SessionStatistics``."""
+    counters = tx.counters
+    rtt = tx.recovery.rtt
+    keys = tx.keys
+    drops = counters.drops or {}
+    receive_buffered, send_buffered = tx.buffered_bytes()
+    return SessionStatistics(
+        state=state,
+        role=role,
+        peer_address=path.address,
+        packets_sent=counters.packets_sent,
+        packets_received=counters.packets_received,
+        bytes_sent=counters.bytes_sent,
+        bytes_received=counters.bytes_received,
+        packets_lost=counters.packets_lost,
+        frames_retransmitted=counters.frames_retransmitted,
+        probes_sent=counters.probes_sent,
+        heartbeats_sent=keepalive.heartbeats_sent,
+        messages_sent=counters.messages_sent,
+        messages_received=counters.messages_received,
+        messages_delivered=counters.messages_delivered,
+        key_updates_sent=keys.key_updates_sent if keys is not None else 0,
+        key_updates_received=keys.key_updates_received if keys is not None else 0,
+        path_migrations=path.migrations,
+        smoothed_rtt_s=rtt.smoothed_rtt_s,
+        rttvar_s=rtt.rttvar_s,
+        min_rtt_s=rtt.min_rtt_s,
+        latest_rtt_s=rtt.latest_rtt_s,
+        congestion_window_bytes=tx.recovery.congestion.congestion_window_bytes,
+        bytes_in_flight=tx.recovery.bytes_in_flight,
+        receive_buffered_bytes=receive_buffered,
+        send_buffered_bytes=send_buffered,
+        drops={reason.value: count for reason, count in drops.items()},
+    )
