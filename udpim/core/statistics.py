@@ -1,9 +1,9 @@
 """``SessionStatistics``: the snapshot a session reports of its counters and estimates.
 
-Counters come from the session's components (``transmit.Counters``, ``Keepalive``,
-``PathManager``, ``SessionKeys``, ``LossRecovery``); this module only gathers them into
-one frozen value that drivers log and ``udpim status`` shows. Taking a snapshot costs
-nothing while nobody asks for one.
+Counters come from the session's components (``Counters`` below, kept by
+``Transmitter``; ``Keepalive``, ``PathManager``, ``SessionKeys``, ``LossRecovery``); this
+module gathers them into one frozen value that drivers log and ``udpim status`` shows.
+Taking a snapshot costs nothing while nobody asks for one.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, final
 
+from udpim.core.errors import DropReason
 from udpim.core.state import Role, SessionState
 
 if TYPE_CHECKING:
@@ -18,7 +19,49 @@ if TYPE_CHECKING:
     from udpim.core.path import Address, PathManager
     from udpim.core.transmit import Transmitter
 
-__all__ = ["SessionStatistics", "build_statistics"]
+__all__ = ["Counters", "SessionStatistics", "build_statistics"]
+
+
+@final
+class Counters:
+    """The session's event counters (``statistics()``); drops are counted lazily."""
+
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "drops",
+        "frames_retransmitted",
+        "messages_delivered",
+        "messages_received",
+        "messages_sent",
+        "packets_lost",
+        "packets_received",
+        "packets_sent",
+        "probes_sent",
+    )
+
+    def __init__(self) -> None:
+        self.packets_sent = self.packets_received = 0
+        self.bytes_sent = self.bytes_received = 0
+        self.packets_lost = self.frames_retransmitted = self.probes_sent = 0
+        self.messages_sent = self.messages_received = self.messages_delivered = 0
+        self.drops: dict[DropReason, int] | None = None
+
+    def drop(self, reason: DropReason) -> None:
+        """Count one dropped datagram."""
+        if self.drops is None:
+            self.drops = {}
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def on_received(self, size: int) -> None:
+        """Count one authenticated datagram."""
+        self.packets_received += 1
+        self.bytes_received += size
+
+    def on_sent(self, size: int) -> None:
+        """Count one datagram handed to the driver."""
+        self.packets_sent += 1
+        self.bytes_sent += size
 
 
 @final

@@ -46,9 +46,10 @@ from udpim.core.protection import SessionKeys
 from udpim.core.recovery import LossRecovery, SentPacket
 from udpim.core.recvbuffer import ReceiveBuffer
 from udpim.core.sendbuffer import SendBuffer
+from udpim.core.statistics import Counters
 from udpim.core.wire import AEAD_TAG_BYTES, decode_frames_untrusted, encode_frames, frame_size
 
-__all__ = ["Counters", "Transmitter"]
+__all__ = ["Transmitter"]
 
 MAX_PENDING_PATH_RESPONSES = 4
 """PATH_CHALLENGEs answered per flush at most; more are a flood and are ignored."""
@@ -57,48 +58,6 @@ MAX_DATAGRAMS_PER_FLUSH = 256
 """Upper bound on one ``datagrams()`` call, so one session cannot starve a driver."""
 
 _NOT_ACK_ELICITING = (AckFrame, PaddingFrame, CloseFrame)
-
-
-@final
-class Counters:
-    """The session's event counters (``statistics()``); drops are counted lazily."""
-
-    __slots__ = (
-        "bytes_received",
-        "bytes_sent",
-        "drops",
-        "frames_retransmitted",
-        "messages_delivered",
-        "messages_received",
-        "messages_sent",
-        "packets_lost",
-        "packets_received",
-        "packets_sent",
-        "probes_sent",
-    )
-
-    def __init__(self) -> None:
-        self.packets_sent = self.packets_received = 0
-        self.bytes_sent = self.bytes_received = 0
-        self.packets_lost = self.frames_retransmitted = self.probes_sent = 0
-        self.messages_sent = self.messages_received = self.messages_delivered = 0
-        self.drops: dict[DropReason, int] | None = None
-
-    def drop(self, reason: DropReason) -> None:
-        """Count one dropped datagram."""
-        if self.drops is None:
-            self.drops = {}
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-
-    def on_received(self, size: int) -> None:
-        """Count one authenticated datagram."""
-        self.packets_received += 1
-        self.bytes_received += size
-
-    def on_sent(self, size: int) -> None:
-        """Count one datagram handed to the driver."""
-        self.packets_sent += 1
-        self.bytes_sent += size
 
 
 @final
