@@ -29,23 +29,38 @@ mapping. A client datagram finds or opens its mapping and crosses its up `LinkDi
 deliveries go on the heap, to leave from the upstream socket for the target. A datagram on an
 upstream socket crosses the down `LinkDirection` and leaves from the listening socket for the
 client. Cancellation closes every socket; `statistics()` stays readable afterwards.
+
+The values around the engine live next door and are re-exported here: the configuration
+(`ProxyConfig`, `Direction`, the defaults) in `netsim.proxy_config`, the statistics snapshots
+in `netsim.proxy_statistics`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import heapq
 import math
 import socket
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from netsim.models import DropReason, LinkDirection, LinkProfile, Verdict, derive_rng
+from netsim.models import DropReason, LinkDirection, Verdict, derive_rng
+from netsim.proxy_config import (
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PENDING_PACKETS,
+    DEFAULT_NAT_TIMEOUT_S,
+    Address,
+    Direction,
+    ProxyConfig,
+)
+from netsim.proxy_statistics import (
+    DirectionCounters,
+    DirectionStatistics,
+    ProxyMapping,
+    ProxyStatistics,
+)
 
 __all__ = [
     "DEFAULT_MAX_CLIENTS",
@@ -61,156 +76,9 @@ __all__ = [
     "serve_proxy",
 ]
 
-Address = tuple[str, int]
-
 MAX_DATAGRAM_BYTES = 65535
-# RFC 4787 REQ-5: a NAT UDP mapping timer must not expire in less than two minutes.
-DEFAULT_NAT_TIMEOUT_S = 120.0
-DEFAULT_MAX_CLIENTS = 1024
-DEFAULT_MAX_PENDING_PACKETS = 65536
 # Larger kernel buffers absorb bursts from a fast sender; best effort (the OS may cap them).
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
-
-
-class Direction(enum.StrEnum):
-    """Which way a datagram crosses the proxy."""
-
-    UP = "up"  # client -> server
-    DOWN = "down"  # server -> client
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyConfig:
-    """Everything `serve_proxy` needs.
-
-    Attributes:
-        listen: address the clients send to (port 0 picks a free port).
-        target: the server every client is relayed to.
-        up: impairments of the client -> server direction (per client).
-        down: impairments of the server -> client direction (per client).
-        seed: root of every random decision (see `derive_rng`).
-        nat_timeout_s: a mapping without client -> server traffic for this long expires
-            (`math.inf`: never).
-        max_clients: most mappings alive at once.
-        max_pending_packets: most deliveries scheduled and not yet sent, both directions.
-        upstream_host: address the per-client upstream sockets bind to; `None` picks
-            127.0.0.1 for a loopback target and 0.0.0.0 otherwise.
-    """
-
-    listen: Address
-    target: Address
-    up: LinkProfile = field(default_factory=LinkProfile)
-    down: LinkProfile = field(default_factory=LinkProfile)
-    seed: int = 0
-    nat_timeout_s: float = DEFAULT_NAT_TIMEOUT_S
-    max_clients: int = DEFAULT_MAX_CLIENTS
-    max_pending_packets: int = DEFAULT_MAX_PENDING_PACKETS
-    upstream_host: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.nat_timeout_s > 0:
-            raise ValueError(f"bad NAT timeout {self.nat_timeout_s!r}: expected a duration > 0")
-        for name in ("max_clients", "max_pending_packets"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"bad {name} {getattr(self, name)!r}: expected at least 1")
-
-    def profile(self, direction: Direction) -> LinkProfile:
-        """Return the impairment profile of `direction`."""
-        return self.up if direction is Direction.UP else self.down
-
-    def upstream_bind_host(self) -> str:
-        """Return the address upstream sockets bind to (see `upstream_host`)."""
-        if self.upstream_host is not None:
-            return self.upstream_host
-        return "127.0.0.1" if self.target[0].startswith("127.") else "0.0.0.0"
-
-
-@dataclass(frozen=True, slots=True)
-class DirectionStatistics:
-    """Counters of one direction, summed over every client.
-
-    `packets_out`/`bytes_out` count datagrams handed to the OS. Every datagram received, and
-    every extra copy (`duplicated`), is sent, dropped (`drops`), lost to a send error (counted
-    in `socket_errors`, as are receive errors) or still pending.
-    """
-
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    duplicated: int = 0
-    corrupted: int = 0
-    socket_errors: int = 0
-    drops: Mapping[DropReason, int] = field(default_factory=dict)
-
-    @property
-    def dropped(self) -> int:
-        """Total datagrams dropped, every reason."""
-        return sum(self.drops.values())
-
-    def to_mapping(self) -> dict[str, object]:
-        """Return the counters as a JSON-friendly dict (drop reasons by their trace text)."""
-        counts: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
-        counts["drops"] = {str(reason): count for reason, count in sorted(self.drops.items())}
-        return counts
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyStatistics:
-    """A snapshot of the proxy's counters.
-
-    Attributes:
-        up: client -> server counters.
-        down: server -> client counters.
-        clients: mappings created so far (a client whose mapping expired counts again).
-        active_mappings: mappings alive now.
-        mappings_expired: mappings closed by the NAT timeout.
-        pending_packets: deliveries scheduled and not yet sent.
-    """
-
-    up: DirectionStatistics
-    down: DirectionStatistics
-    clients: int
-    active_mappings: int
-    mappings_expired: int
-    pending_packets: int
-
-    def direction(self, direction: Direction) -> DirectionStatistics:
-        """Return the counters of `direction`."""
-        return self.up if direction is Direction.UP else self.down
-
-    def to_mapping(self) -> dict[str, object]:
-        """Return the snapshot as a JSON-friendly dict."""
-        document: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
-        return document | {"up": self.up.to_mapping(), "down": self.down.to_mapping()}
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyMapping:
-    """A live client mapping: `client` is seen by the server as `upstream`."""
-
-    index: int
-    client: Address
-    upstream: Address
-    expires_at: float
-
-
-@dataclass(slots=True)
-class _Counters:
-    """Mutable counters behind one `DirectionStatistics` (same field names)."""
-
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    duplicated: int = 0
-    corrupted: int = 0
-    socket_errors: int = 0
-    drops: Counter[DropReason] = field(default_factory=Counter)
-
-    def snapshot(self) -> DirectionStatistics:
-        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "drops"}
-        return DirectionStatistics(**counts, drops=dict(self.drops))
 
 
 @dataclass(slots=True, eq=False)
@@ -234,7 +102,7 @@ class _Pending:
     sock: trio.socket.SocketType
     data: bytes
     destination: Address
-    counters: _Counters
+    counters: DirectionCounters
     mapping: _ClientMapping | None  # set for "up": sending needs the mapping's socket open
 
 
@@ -249,7 +117,7 @@ class ImpairmentProxy:
 
     def __init__(self, config: ProxyConfig) -> None:
         self._config = config
-        self._counters = {Direction.UP: _Counters(), Direction.DOWN: _Counters()}
+        self._counters = {Direction.UP: DirectionCounters(), Direction.DOWN: DirectionCounters()}
         self._mappings: dict[Address, _ClientMapping] = {}
         self._heap: list[tuple[float, int, _Pending]] = []
         self._seq = 0
@@ -425,7 +293,7 @@ class ImpairmentProxy:
     def _schedule(
         self,
         verdict: Verdict,
-        counters: _Counters,
+        counters: DirectionCounters,
         sock: trio.socket.SocketType,
         destination: Address,
         mapping: _ClientMapping | None,

@@ -159,3 +159,14 @@ def test_corrupt_gzip_raises_trace_error(tmp_path: Path) -> None:
     path.write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(TraceError):
         read_header(path)
+
+
+def test_binary_garbage_is_not_a_trace(tmp_path: Path) -> None:
+    path = tmp_path / "bad.trace"
+    path.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(TraceError, match="not a netsim trace"):
+        read_header(path)
+    later = tmp_path / "later.trace"
+    later.write_bytes(TraceHeader().to_line().encode() + b"\n\xff\xfe\n")
+    with pytest.raises(TraceError, match="not a netsim trace"):
+        list(read_events(later))
