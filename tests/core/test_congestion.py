@@ -242,3 +242,22 @@ def test_another_controller_plugs_into_loss_recovery() -> None:
     assert recovery.statistics().congestion_state == "fixed"
     assert recovery.can_send(1500)
     assert not recovery.can_send(1501)
+
+
+def test_the_controller_hears_only_of_packets_in_flight() -> None:
+    # LossRecovery may track packets that are not in flight; acknowledging or losing
+    # only such packets must not call the controller (its hooks get in-flight packets).
+    fixed = FixedWindow(2000)
+    recovery = LossRecovery(SessionConfig(), congestion=fixed)
+    for number in range(5):
+        recovery.on_packet_sent(SentPacket(number, 0.0, 50, False, False, ()))
+    outcome = recovery.on_ack_received(AckFrame(ranges=((3, 4),), ack_delay_us=0), 0.25)
+    assert [p.packet_number for p in outcome.lost] == [0, 1]  # packet threshold
+    assert [p.packet_number for p in outcome.acked] == [3, 4]
+    deadline = recovery.deadline()  # packet 2: the time threshold
+    assert deadline is not None
+    assert [p.packet_number for p in recovery.on_timeout(deadline).lost] == [2]
+    assert fixed.calls == []
+    recovery.on_packet_sent(packet(5, deadline, size=500))
+    recovery.on_ack_received(AckFrame(ranges=((5, 5),), ack_delay_us=0), deadline + 0.25)
+    assert fixed.calls == [("sent", 500), ("acked", 1)]

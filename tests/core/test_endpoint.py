@@ -23,9 +23,10 @@ from udpim.core.crypto import StaticKey
 from udpim.core.endpoint import MAX_HALF_OPEN_PER_KEY, Endpoint
 from udpim.core.errors import LocalProtocolError
 from udpim.core.events import MessageReceived, SessionClosed, SessionEstablished
+from udpim.core.frames import CloseReason
 from udpim.core.session import Session
 from udpim.core.state import SessionState
-from udpim.core.wire import PacketType
+from udpim.core.wire import CID_BYTES, PacketType
 
 CFG = TEST_CONFIG
 
@@ -267,3 +268,49 @@ def test_half_open_sessions_per_key_are_capped_oldest_first() -> None:
     pair.wire.run(pair.wire.now + 5.0)
     confirmed = [s for s in initiated if s.state is SessionState.ESTABLISHED]
     assert confirmed == initiated[-MAX_HALF_OPEN_PER_KEY:]
+
+
+def test_a_connection_id_already_in_use_is_drawn_again() -> None:
+    taken, fresh = b"cid1", b"cid2"
+    drawn = [taken, taken, fresh]  # the second session's first draw collides
+    seeded = seeded_rng(5)
+
+    def rng(size: int) -> bytes:
+        return drawn.pop(0) if size == CID_BYTES else seeded(size)
+
+    endpoint = Endpoint(EndpointConfig(session=CFG), StaticKey.generate(seeded_rng(6)), rng)
+    peer = StaticKey.generate(seeded_rng(7)).public
+    first = endpoint.connect(peer, RESPONDER_ADDRESS, 0.0, TIMESTAMP_NS)
+    second = endpoint.connect(peer, RESPONDER_ADDRESS, 0.0, TIMESTAMP_NS + 1)
+    assert (first.local_cid, second.local_cid) == (taken, fresh)
+    assert drawn == []
+    assert endpoint.session(taken) is first
+    assert endpoint.session(fresh) is second
+
+
+def test_a_forgotten_half_open_session_is_never_flushed_again() -> None:
+    # The responder forgets the oldest half-open session of a key that keeps redialling.
+    # The application may still hold it (``sessions()`` listed it): closing it through
+    # the endpoint changes the object but sends nothing, and the endpoint stays as it is.
+    pair = make_pair(replace(CFG))
+    pair.wire.hook = drop_where(lambda d: d.kind is PacketType.DATA)
+    hub = pair.responder.endpoint
+
+    def dial(number: int) -> None:
+        pair.initiator.endpoint.connect(
+            pair.responder_key.public, RESPONDER_ADDRESS, pair.wire.now, TIMESTAMP_NS + number
+        )
+        pair.wire.run(pair.wire.now + 0.25)
+
+    dial(0)
+    (oldest,) = hub.sessions()
+    for number in range(1, MAX_HALF_OPEN_PER_KEY + 1):
+        dial(number)
+    assert oldest not in hub.sessions()
+    assert hub.session(oldest.local_cid) is None
+    deadline = hub.get_timer()
+    hub.close_session(oldest, pair.wire.now, CloseReason.SHUTDOWN)
+    assert oldest.state is SessionState.CLOSING
+    assert hub.datagrams_to_send(pair.wire.now) == []
+    assert hub.next_event() is None
+    assert (len(hub), hub.get_timer()) == (MAX_HALF_OPEN_PER_KEY, deadline)

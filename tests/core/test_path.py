@@ -122,3 +122,21 @@ def test_timeout_without_a_fallback_keeps_the_address() -> None:
     path.on_timeout(100.0)
     assert path.address == HOME
     assert path.state is PathState.VALIDATING
+
+
+def test_without_a_fallback_a_timeout_challenges_the_address_again() -> None:
+    # A responder's first path is unvalidated; its initiator's first packet came from
+    # elsewhere. There is nothing to fall back to, so validation starts over.
+    path = PathManager(HOME, validated=False, received_bytes=141, timeout_s=2.0)
+    data = migrate(path)
+    assert (path.address, path.deadline()) == (AWAY, 12.0)
+    path.on_timeout(12.0)
+    assert (path.address, path.state, path.send_budget()) == (AWAY, PathState.VALIDATING, 100)
+    assert path.deadline() == 14.0
+    assert path.take_challenge() == PathChallengeFrame(data)  # the same one, sent again
+    path.on_timeout(14.0)
+    path.on_timeout(15.0)  # early: nothing changes
+    assert path.deadline() == 16.0
+    assert path.on_response(data) is None  # validated, but no path changed
+    assert (path.address, path.state, path.deadline()) == (AWAY, PathState.VALIDATED, None)
+    assert path.migrations == 0

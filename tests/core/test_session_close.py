@@ -132,6 +132,28 @@ def test_closing_period_lasts_three_probe_timeouts() -> None:
     assert client.get_timer() == 1.0 + 3 * pto_s
 
 
+def test_timers_run_early_or_after_the_end_change_nothing() -> None:
+    pair = established_pair()
+    client = pair.client
+    now = pair.wire.now
+    pair.initiator.endpoint.close_session(client, now)
+    pair.initiator.endpoint.datagrams_to_send(now)  # the CLOSE
+    stats = client.statistics()
+    deadline = now + 3 * (stats.smoothed_rtt_s + 4 * stats.rttvar_s + TEST_CONFIG.max_ack_delay_s)
+    assert client.get_timer() == deadline
+    client.handle_timer(deadline - 1 / 1024)  # early: still closing, same deadline
+    assert (client.state, client.get_timer()) == (SessionState.CLOSING, deadline)
+    client.handle_timer(deadline)
+    assert (client.state, client.get_timer()) == (SessionState.CLOSED, None)
+    sent = client.statistics().packets_sent
+    client.handle_timer(deadline + 100.0)  # closed: no timer, and calling one is harmless
+    assert (client.state, client.get_timer()) == (SessionState.CLOSED, None)
+    assert client.datagrams_to_send(deadline + 100.0) == []
+    assert client.statistics().packets_sent == sent
+    pair.initiator.drain()
+    assert pair.initiator.of(SessionClosed) == [SessionClosed(CloseReason.NORMAL, "", False)]
+
+
 def test_unauthenticated_close_never_closes() -> None:
     pair = established_pair()
     client, server = pair.client, pair.server
@@ -216,9 +238,27 @@ def test_a_violation_while_closing_changes_nothing() -> None:
     forger, server = confirmed_forger(pair)
     pair.responder.endpoint.close_session(server, 0.0, CloseReason.SHUTDOWN, "bye")
     forger_close(pair, forger)
-    ack = AckFrame(ranges=((50, 50),), ack_delay_us=0)
+    ack = AckFrame(ranges=((50, 50),), ack_delay_us=0)  # frames are not processed now
     pair.responder.endpoint.receive_datagram(forger.seal([ack]), INITIATOR_ADDRESS, 0.0)
     assert server.state is SessionState.CLOSING
     assert forger_close(pair, forger) == CloseFrame(CloseReason.SHUTDOWN, "bye")
     pair.responder.drain()
     assert len(pair.responder.of(SessionClosed)) == 1
+
+
+def test_undecodable_frames_while_closing_do_not_close_again() -> None:
+    # Opening the packet raises the violation before any frame is looked at; a closing
+    # session has nothing left to end, so it keeps closing as it was.
+    pair = make_pair()
+    forger, server = confirmed_forger(pair)
+    pair.responder.endpoint.close_session(server, 0.0, CloseReason.SHUTDOWN, "bye")
+    forger_close(pair, forger)
+    deadline = server.get_timer()
+    pair.responder.endpoint.receive_datagram(
+        forger.seal_plaintext(b"\x01\x07"), INITIATOR_ADDRESS, 0.0
+    )
+    assert (server.state, server.get_timer()) == (SessionState.CLOSING, deadline)
+    pair.responder.drain()
+    assert pair.responder.of(SessionClosed) == [
+        SessionClosed(CloseReason.SHUTDOWN, "bye", by_peer=False)
+    ]

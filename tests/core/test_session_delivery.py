@@ -9,16 +9,20 @@ from dataclasses import replace
 import pytest
 
 from tests.core.pairs import (
+    INITIATOR_ADDRESS,
     TEST_CONFIG,
     Datagram,
     Hook,
     Pair,
     delayed,
     established_pair,
+    forged_session,
     make_pair,
 )
+from udpim.core.config import INITIAL_MAX_DATA_BYTES
 from udpim.core.errors import LocalProtocolError
 from udpim.core.events import MessageDelivered, MessageReceived
+from udpim.core.frames import AckFrame, PingFrame, WindowFrame
 from udpim.core.session import Session
 from udpim.core.state import SessionState
 
@@ -178,3 +182,23 @@ def test_reading_reopens_the_window_a_message_at_a_time() -> None:
         assert isinstance(event[1], MessageReceived)
     pair.wire.run(pair.wire.now + 5.0)
     assert pair.client.statistics().messages_delivered == 12
+
+
+def test_a_lost_window_update_is_advertised_again() -> None:
+    # A receive window above the initial credit is advertised in the first packet. The
+    # forger never acknowledges that packet, only the three after it: it is declared
+    # lost (packet threshold) and the next packet carries the WINDOW frame again.
+    window = 2 * INITIAL_MAX_DATA_BYTES
+    pair = make_pair(replace(CFG, receive_window_bytes=window))
+    forger, server = forged_session(pair)
+    hub = pair.responder.endpoint
+    hub.receive_datagram(forger.seal([PingFrame()]), INITIATOR_ADDRESS, 0.0)
+    first = [frame for data, _ in hub.datagrams_to_send(0.0) for frame in forger.open(data)]
+    assert WindowFrame(window) in first
+    for number in range(3):
+        hub.send_message(server, bytes([number]), 0.0)
+        assert len(hub.datagrams_to_send(0.0)) == 1  # packets 1, 2, 3: one message each
+    hub.receive_datagram(forger.seal([AckFrame(((1, 3),), 0)]), INITIATOR_ADDRESS, 0.0)
+    assert server.statistics().packets_lost == 1
+    again = [frame for data, _ in hub.datagrams_to_send(0.0) for frame in forger.open(data)]
+    assert again == [WindowFrame(window)]

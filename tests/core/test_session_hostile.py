@@ -40,6 +40,7 @@ from udpim.core.frames import (
 )
 from udpim.core.session import Session
 from udpim.core.state import SessionState
+from udpim.core.transmit import MAX_PENDING_PATH_RESPONSES
 from udpim.core.wire import PacketType
 
 
@@ -302,3 +303,22 @@ def hostile_pair() -> tuple[Pair, Session, Session]:
     """One established pair that every random example is thrown at (it must survive)."""
     pair = established_pair()
     return pair, pair.client, pair.server
+
+
+def test_a_flood_of_path_challenges_is_answered_only_up_to_the_limit() -> None:
+    pair = make_pair()
+    forger, server = forged_session(pair)
+    hub = pair.responder.endpoint
+    hub.receive_datagram(forger.seal([PingFrame()]), INITIATOR_ADDRESS, 0.0)
+    flood = [PathChallengeFrame(bytes([n]) * 8) for n in range(MAX_PENDING_PATH_RESPONSES + 2)]
+    hub.receive_datagram(forger.seal(flood), INITIATOR_ADDRESS, 0.0)
+    frames = [frame for data, _ in hub.datagrams_to_send(0.0) for frame in forger.open(data)]
+    responses = [frame for frame in frames if isinstance(frame, PathResponseFrame)]
+    assert responses == [PathResponseFrame(c.data) for c in flood[:MAX_PENDING_PATH_RESPONSES]]
+    # The limit is per flush: the next challenges are answered again.
+    hub.receive_datagram(forger.seal(flood[-1:]), INITIATOR_ADDRESS, 0.0)
+    frames = [frame for data, _ in hub.datagrams_to_send(0.0) for frame in forger.open(data)]
+    assert [f for f in frames if isinstance(f, PathResponseFrame)] == [
+        PathResponseFrame(flood[-1].data)
+    ]
+    assert server.state is SessionState.ESTABLISHED

@@ -13,12 +13,25 @@ from tests.core.pairs import (
     RESPONDER_ADDRESS,
     TEST_CONFIG,
     Datagram,
+    Forger,
     Pair,
     Wire,
     delayed,
     established_pair,
+    forged_session,
+    make_pair,
 )
-from udpim.core.events import MessageDelivered, MessageReceived, PathChanged
+from udpim.core.events import MessageDelivered, MessageReceived, PathChanged, SessionEstablished
+from udpim.core.frames import (
+    AckFrame,
+    CloseFrame,
+    CloseReason,
+    PaddingFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
+    PingFrame,
+)
+from udpim.core.session import Session
 from udpim.core.state import SessionState
 
 CFG = TEST_CONFIG
@@ -87,6 +100,34 @@ def test_nat_rebinding_mid_stream_validates_the_new_path() -> None:
     # Once moved, nothing more goes to the old mapping.
     late = [d for d in wire.log if d.destination == INITIATOR_ADDRESS and d.sent_at > changed_at]
     assert late == []
+
+
+def test_a_lost_path_challenge_is_sent_again() -> None:
+    # Mid-stream rebinding as above, but the responder's first datagram to the new
+    # address (the one carrying the PATH_CHALLENGE) is lost: when the later ones are
+    # acknowledged, loss detection hands the challenge back and it goes out again.
+    pair = established_pair()
+    wire = pair.wire
+    wire.run(1.0)
+    wire.route(REBOUND_ADDRESS, pair.initiator)
+    rebind = rebind_after(len(wire.log) + 6, INITIATOR_ADDRESS, REBOUND_ADDRESS)
+    lost: list[Datagram] = []
+
+    def hook(datagram: Datagram) -> list[Datagram]:
+        if datagram.destination == REBOUND_ADDRESS and not lost:
+            lost.append(datagram)
+            return []
+        return rebind(datagram)
+
+    wire.hook = hook
+    messages = stream(pair, 30, 0.05, 1.0)
+    (challenge,) = lost
+    # Validated before the first challenge's timeout: by the copy sent again.
+    wire.run(challenge.sent_at + CFG.path_validation_timeout_s - 1 / 1024)
+    assert pair.responder.of(PathChanged) == [PathChanged(INITIATOR_ADDRESS, REBOUND_ADDRESS)]
+    assert pair.server.statistics().packets_lost == 1
+    assert [e.payload for e in pair.responder.of(MessageReceived)] == messages
+    assert [e.message_number for e in pair.initiator.of(MessageDelivered)] == list(range(30))
 
 
 def test_rebinding_while_idle_costs_one_probe_and_keeps_the_budget() -> None:
@@ -256,3 +297,113 @@ def test_an_exhausted_budget_holds_output_without_stalling_the_timer() -> None:
     assert client.statistics().heartbeats_sent == beats + 2
     assert pair.initiator.of(MessageReceived) == [MessageReceived(0, b"x")]
     assert client.state is SessionState.ESTABLISHED
+
+
+def rebound_before_confirming(pair: Pair) -> Callable[[Datagram], list[Datagram]]:
+    """A NAT that rebinds the initiator right after its initiation left: its first DATA
+    packet (the handshake confirmation) reaches the responder from a new address."""
+    pair.wire.route(REBOUND_ADDRESS, pair.initiator)
+    return rebind_after(1, INITIATOR_ADDRESS, REBOUND_ADDRESS)
+
+
+def bytes_between(wire: Wire, source: tuple[str, int], destination: tuple[str, int]) -> int:
+    return sum(len(d.data) for d in wire.log if (d.source, d.destination) == (source, destination))
+
+
+def test_an_initiator_that_moved_before_confirming_is_validated_where_it_is() -> None:
+    pair = make_pair()
+    wire = pair.wire
+    wire.hook = rebound_before_confirming(pair)
+    client, server = pair.establish()
+    assert server.peer_address == REBOUND_ADDRESS
+    down = stream_from_responder(pair, 40)
+    wire.run(wire.now + 2.0)
+    assert [e.payload for e in pair.initiator.of(MessageReceived)] == down
+    # No longer held to the budget: the responder sent far more than it received.
+    sent = bytes_between(wire, RESPONDER_ADDRESS, REBOUND_ADDRESS)
+    assert sent > 2 * bytes_between(wire, REBOUND_ADDRESS, RESPONDER_ADDRESS)
+    # The address it moved from was never validated: there was no path to change.
+    assert pair.responder.of(PathChanged) == []
+    assert server.statistics().path_migrations == 0
+    assert len(pair.responder.of(SessionEstablished)) == 1
+    assert client.state is SessionState.ESTABLISHED
+
+
+def test_without_a_fallback_a_timed_out_validation_challenges_again() -> None:
+    # As above, but everything the responder sends is lost until after the validation
+    # timeout: with no validated address to fall back to, it must challenge again (or it
+    # would stay inside the anti-amplification budget for the rest of the session).
+    pair = make_pair()
+    wire = pair.wire
+    rebind = rebound_before_confirming(pair)
+    heal_at = 3.0  # past the validation timeout of the first challenge
+
+    def hook(datagram: Datagram) -> list[Datagram]:
+        lost = datagram.source == RESPONDER_ADDRESS and datagram.index > 1
+        return [] if lost and datagram.sent_at < heal_at else rebind(datagram)
+
+    wire.hook = hook
+    pair.connect()
+    wire.run(heal_at)
+    server = pair.server
+    assert (server.state, server.peer_address) == (SessionState.ESTABLISHED, REBOUND_ADDRESS)
+    down = stream_from_responder(pair, 40)
+    wire.run(heal_at + 2 * CFG.path_validation_timeout_s)
+    assert [e.payload for e in pair.initiator.of(MessageReceived)] == down
+    sent = bytes_between(wire, RESPONDER_ADDRESS, REBOUND_ADDRESS)
+    assert sent > 2 * bytes_between(wire, REBOUND_ADDRESS, RESPONDER_ADDRESS)
+    assert pair.responder.of(PathChanged) == []
+
+
+# --- a new path's budget smaller than what is owed (a forger sizes the packets) ------
+
+ELSEWHERE = ("127.1.0.77", 777)
+
+
+def moved_with_a_tiny_budget(pair: Pair) -> tuple[Forger, Session, int]:
+    """A confirmed forged session that owes two PATH_RESPONSEs, then migrates with one
+    PING-only packet, whose size it returns: the new address's budget has room for no
+    frame at all."""
+    forger, server = forged_session(pair)
+    hub = pair.responder.endpoint
+    hub.receive_datagram(forger.seal([PingFrame()]), INITIATOR_ADDRESS, 0.0)
+    challenges = [PathChallengeFrame(b"a" * 8), PathChallengeFrame(b"b" * 8)]
+    hub.receive_datagram(forger.seal(challenges), INITIATOR_ADDRESS, 0.0)
+    tiny = forger.seal([PingFrame()])
+    hub.receive_datagram(tiny, ELSEWHERE, 0.0)
+    assert server.peer_address == ELSEWHERE
+    return forger, server, len(tiny)
+
+
+def test_owed_frames_that_do_not_fit_the_budget_wait_for_more_bytes() -> None:
+    pair = make_pair()
+    forger, _, received = moved_with_a_tiny_budget(pair)
+    hub = pair.responder.endpoint
+    assert hub.datagrams_to_send(0.0) == []  # ACK, responses and challenge: none fits
+    more = forger.seal([PaddingFrame(40)])
+    hub.receive_datagram(more, ELSEWHERE, 0.0)
+    out = hub.datagrams_to_send(0.0)
+    assert [address for _, address in out] == [ELSEWHERE]
+    assert sum(len(data) for data, _ in out) <= received + len(more)
+    frames = [frame for data, _ in out for frame in forger.open(data)]
+    assert [type(frame) for frame in frames] == [
+        AckFrame,
+        PathResponseFrame,
+        PathResponseFrame,
+        PathChallengeFrame,
+    ]
+    assert frames[1:3] == [PathResponseFrame(b"a" * 8), PathResponseFrame(b"b" * 8)]
+
+
+def test_a_close_that_does_not_fit_the_budget_waits_for_more_bytes() -> None:
+    pair = make_pair()
+    forger, server, _ = moved_with_a_tiny_budget(pair)
+    hub = pair.responder.endpoint
+    hub.close_session(server, 0.0, CloseReason.SHUTDOWN)
+    assert hub.datagrams_to_send(0.0) == []  # not even a CLOSE without text fits
+    hub.receive_datagram(forger.seal([PaddingFrame(40)]), ELSEWHERE, 0.0)
+    out = hub.datagrams_to_send(0.0)
+    assert [address for _, address in out] == [ELSEWHERE]
+    assert [frame for data, _ in out for frame in forger.open(data)] == [
+        CloseFrame(CloseReason.SHUTDOWN, "")
+    ]

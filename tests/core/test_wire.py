@@ -380,6 +380,7 @@ UNENCODABLE_FRAMES = [
     ("data empty fragment", DataFrame(0, 0, 2, 1, b"")),
     ("data past stream end", DataFrame(0, (1 << 62) - 1, 1, 0, b"a")),
     ("data negative number", DataFrame(-1, 0, 1, 0, b"a")),
+    ("data number too large", DataFrame(1 << 62, 0, 1, 0, b"a")),
     ("window too large", WindowFrame(1 << 62)),
     ("window negative", WindowFrame(-1)),
     ("not a frame", "PING"),

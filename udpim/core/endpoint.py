@@ -314,10 +314,9 @@ class Endpoint:
             if self._scheduled.get(cid) != deadline:
                 continue
             del self._scheduled[cid]
-            session = self._sessions.get(cid)
-            if session is not None:
-                session.handle_timer(now)
-                self._touch(cid)
+            # Scheduled means held: only held sessions are scheduled; ``_forget`` unschedules.
+            self._sessions[cid].handle_timer(now)
+            self._touch(cid)
 
     # --- output ----------------------------------------------------------------------
 

@@ -222,16 +222,13 @@ def frame_size(frame: Frame) -> int:
     """
     if type(frame) is DataFrame:
         _check_data(frame)
-        try:
-            return data_frame_size(
-                frame.message_number,
-                frame.message_start,
-                frame.total_length,
-                frame.fragment_offset,
-                len(frame.payload),
-            )
-        except ValueError as exc:  # a varint out of range
-            raise LocalProtocolError(f"cannot encode frame: {exc}") from exc
+        return data_frame_size(  # raises LocalProtocolError for a varint out of range
+            frame.message_number,
+            frame.message_start,
+            frame.total_length,
+            frame.fragment_offset,
+            len(frame.payload),
+        )
     out = bytearray()
     _encoder(frame)(out, frame)
     return len(out)

@@ -14,8 +14,10 @@ Rules (docs/PROTOCOL.md "Paths"; RFC 9000 sections 8 and 9, made stricter):
   sent us, and a PATH_CHALLENGE with 8 unpredictable bytes goes to it. The matching
   PATH_RESPONSE validates it and yields a ``PathChanged`` event.
 * If no response arrives within ``path_validation_timeout_s``, the session falls back to
-  the previous validated address. Only authenticated packets ever reach this object:
-  a spoofed datagram cannot move the path.
+  the previous validated address. A responder whose initiator moved before its first
+  DATA packet has none: it sends the same challenge again and keeps waiting (the budget
+  still holds meanwhile). Only authenticated packets ever reach this object: a spoofed
+  datagram cannot move the path.
 """
 
 from __future__ import annotations
@@ -170,13 +172,19 @@ class PathManager:
         return self._deadline
 
     def on_timeout(self, now: float) -> None:
-        """Validation timed out: fall back to the previous validated address, if any."""
+        """Validation timed out: fall back to the previous validated address; with none,
+        challenge the current one again."""
         if self._deadline is None or now < self._deadline:
+            return
+        if self._fallback is None:
+            # A responder whose initiator moved before confirming has no validated
+            # address: giving up would leave it inside the budget for good.
+            self._challenge_pending = True
+            self._deadline = now + self._timeout_s
             return
         self._deadline = None
         self._challenge = None
         self._challenge_pending = False
-        if self._fallback is not None:
-            self.address = self._fallback
-            self._fallback = None
-            self.state = PathState.VALIDATED
+        self.address = self._fallback
+        self._fallback = None
+        self.state = PathState.VALIDATED

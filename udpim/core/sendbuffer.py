@@ -64,8 +64,8 @@ class _LostQueue:
     __slots__ = ("frames", "order")
 
     def __init__(self) -> None:
-        self.frames: dict[_FrameKey, DataFrame] = {}  # live entries
-        self.order: list[_FrameKey] = []  # heap; keys missing from ``frames`` are stale
+        self.frames: dict[_FrameKey, DataFrame] = {}
+        self.order: list[_FrameKey] = []  # heap of the keys of ``frames`` (each exactly once)
 
     def add(self, frame: DataFrame) -> None:
         key = (frame.message_number, frame.fragment_offset, len(frame.payload))
@@ -310,15 +310,12 @@ class SendBuffer:
         order = lost.order
         while order:
             key = order[0]
-            frame = lost.frames.get(key)
-            if frame is not None:
-                message = self._messages.get(key[0])
-                if message is not None and (
-                    message.acked is None or missing_ranges(message.acked, key[1], key[1] + key[2])
-                ):
-                    return frame
-                del lost.frames[key]
-            heapq.heappop(order)
+            message = self._messages.get(key[0])
+            if message is not None and (
+                message.acked is None or missing_ranges(message.acked, key[1], key[1] + key[2])
+            ):
+                return lost.frames[key]
+            del lost.frames[heapq.heappop(order)]
         self._lost = None
         return None
 

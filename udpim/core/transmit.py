@@ -26,7 +26,7 @@ from typing import final
 
 from udpim.core.ackranges import AckTracker
 from udpim.core.config import INITIAL_MAX_DATA_BYTES, SessionConfig
-from udpim.core.errors import BadPacket, DropReason, ProtocolViolation
+from udpim.core.errors import BadPacket, ProtocolViolation
 from udpim.core.events import Event, MessageDelivered, MessageReceived
 from udpim.core.frames import (
     AckFrame,
@@ -189,8 +189,7 @@ class Transmitter:
             BadPacket: not authentic, replayed or malformed before authentication.
             ProtocolViolation: it authenticated but its frames do not decode.
         """
-        if self.keys is None:
-            raise BadPacket(DropReason.UNEXPECTED, "DATA before keys")
+        assert self.keys is not None  # ``Session`` drops DATA until keys are installed
         packet_number, plaintext = self.keys.open_untrusted(
             data, self._largest_received, now, self._pto_s()
         )
@@ -258,9 +257,9 @@ class Transmitter:
         if self._largest_acked is None or frame.largest > self._largest_acked:
             self._largest_acked = frame.largest
         keys = self.keys
+        assert keys is not None  # the ACK came in a packet these keys opened
         for packet in outcome.acked:
-            if keys is not None:
-                keys.on_packet_acked(packet.packet_number)
+            keys.on_packet_acked(packet.packet_number)
             for sent in packet.frames:
                 if isinstance(sent, DataFrame):
                     for number in self._send.on_frame_acked(sent):
@@ -322,10 +321,10 @@ class Transmitter:
                             self._send.on_frame_lost(frame)
         self._path.on_timeout(now)
         keys = self.keys
-        if keys is not None:
-            discard = keys.deadline()
-            if discard is not None and now >= discard:
-                keys.discard_previous()
+        assert keys is not None  # timers run only in the states that have keys
+        discard = keys.deadline()
+        if discard is not None and now >= discard:
+            keys.discard_previous()
 
     # --- output ----------------------------------------------------------------------
 

@@ -125,6 +125,9 @@ def data_frame_size(
 
     A message sent in one piece uses the compact "whole" form (type 0x09, no total or
     offset); a fragment uses type 0x08 with all five fields.
+
+    Raises:
+        LocalProtocolError: if a field it encodes is negative or above ``MAX_VARINT``.
     """
     whole = fragment_offset == 0 and payload_length == total_length
     size = 1 + varint_size(message_number) + varint_size(message_start)
