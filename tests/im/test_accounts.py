@@ -1,0 +1,222 @@
+"""Hub accounts and hellos: trust on first use, closed hubs, the hello rules."""
+
+from __future__ import annotations
+
+from tests.im.world import World, key_of
+from udpim.im.actions import Close, Send, Store
+from udpim.im.events import AccountBound, Refused, SessionRefused, StoreFailed, Welcomed
+from udpim.im.hubcore import HubCore
+from udpim.im.ops import BindAccount, DeleteReceipt, LoadAccounts
+from udpim.im.protocol import (
+    AckFrame,
+    HelloFrame,
+    RefusedFrame,
+    SendFrame,
+    WelcomeFrame,
+    decode_frame_untrusted,
+    encode_frame,
+)
+
+DEV = "00112233aabbccdd"
+MID = "0123456789abcdef01234567"
+
+
+def test_first_key_binds_a_new_name() -> None:
+    world = World()
+    alice = world.add_peer("alice")
+    world.online("alice")
+    assert AccountBound("alice", key_of("alice")) in world.hub_events
+    assert world.hub_store.accounts == {"alice": [key_of("alice")]}
+    assert any(isinstance(e, Welcomed) for e in alice.events)
+    assert alice.core.status()["welcomed"] is True
+
+
+def test_a_taken_name_is_refused_to_another_key() -> None:
+    world = World()
+    world.add_peer("alice")
+    world.online("alice")
+    mallory = world.add_peer("mallory", user="alice", key=key_of("mallory"))
+    world.online("mallory")
+    assert Refused("user name belongs to another key") in mallory.events
+    assert mallory.link is None  # the hub closed the session
+    assert world.hub_store.accounts == {"alice": [key_of("alice")]}
+    assert world.hub.statistics().refused_hellos == 1
+    assert any(isinstance(e, SessionRefused) for e in world.hub_events)
+
+
+def test_the_same_key_may_return_from_another_device() -> None:
+    world = World()
+    world.add_peer("alice")
+    laptop = world.add_peer("laptop", user="alice", key=key_of("alice"))
+    world.online("alice")
+    world.online("laptop")
+    assert any(isinstance(e, Welcomed) for e in laptop.events)
+    assert world.hub.statistics().welcomed_sessions == 2
+
+
+def test_bindings_survive_a_hub_restart() -> None:
+    world = World()
+    world.add_peer("alice")
+    world.online("alice")
+    world.restart_hub()
+    world.settle()
+    mallory = world.add_peer("mallory", user="alice", key=key_of("mallory"))
+    world.online("mallory")
+    assert Refused("user name belongs to another key") in mallory.events
+
+
+def test_closed_hub_admits_only_registered_users() -> None:
+    world = World(closed=True)
+    world.hub_store.accounts["alice"] = [key_of("alice")]
+    world.restart_hub()
+    world.settle()
+    assert world.hub.accept_key(key_of("alice"))
+    assert not world.hub.accept_key(key_of("eve"))
+    alice = world.add_peer("alice")
+    eve = world.add_peer("eve")
+    world.online("alice")
+    link = world.online("eve")
+    assert any(isinstance(e, Welcomed) for e in alice.events)
+    assert not link.up
+    assert not any(isinstance(e, Welcomed) for e in eve.events)
+    assert world.hub_store.accounts == {"alice": [key_of("alice")]}
+
+
+def test_closed_hub_refuses_a_registered_key_under_an_unregistered_name() -> None:
+    world = World(closed=True)
+    world.hub_store.accounts["alice"] = [key_of("alice")]
+    world.restart_hub()
+    world.settle()
+    other = world.add_peer("other", user="bob", key=key_of("alice"))
+    world.online("other")
+    assert Refused("unknown user") in other.events
+
+
+def test_closed_hub_accepts_keys_added_while_running() -> None:
+    hub = HubCore(closed=True)
+    (load,) = hub.start()
+    assert isinstance(load, Store)
+    assert isinstance(load.op, LoadAccounts)
+    assert not hub.accept_key(key_of("bob"))  # nothing loaded yet
+    assert hub.add_account("bob", key_of("bob")) == []  # too early: not loaded
+    hub.on_store_result(load.token, {})
+    (bind,) = hub.add_account("bob", key_of("bob"))
+    assert isinstance(bind, Store)
+    assert bind.op == BindAccount("bob", key_of("bob"))
+    assert hub.accept_key(key_of("bob"))
+    assert hub.add_account("bob", key_of("bob")) == []  # already bound
+
+
+def _hub_with_session() -> HubCore:
+    hub = HubCore(closed=False)
+    (load,) = hub.start()
+    assert isinstance(load, Store)
+    hub.on_store_result(load.token, {})
+    assert hub.on_established(b"s1", key_of("alice")) == []
+    return hub
+
+
+def test_first_frame_must_be_hello() -> None:
+    hub = _hub_with_session()
+    actions = hub.on_message(b"s1", encode_frame(AckFrame(1)), 0)
+    assert actions == [Close(b"s1", "expected hello first")]
+    assert hub.on_message(b"s1", encode_frame(HelloFrame("alice", DEV)), 0) == []
+
+
+def test_bad_frame_closes_the_session_and_is_counted() -> None:
+    hub = _hub_with_session()
+    (close,) = hub.on_message(b"s1", b"not json", 0)
+    assert isinstance(close, Close)
+    assert close.sid == b"s1"
+    assert hub.statistics().bad_frames == 1
+
+
+def test_frames_before_welcome_close_the_session() -> None:
+    hub = _hub_with_session()
+    hub.on_message(b"s1", encode_frame(HelloFrame("alice", DEV)), 0)
+    actions = hub.on_message(b"s1", encode_frame(SendFrame(MID, "alice", "x", 1)), 0)
+    assert actions == [Close(b"s1", "frame before welcome")]
+
+
+def test_unsupported_version_is_refused() -> None:
+    hub = _hub_with_session()
+    actions = hub.on_message(b"s1", encode_frame(HelloFrame("alice", DEV, v=2)), 0)
+    sends = [decode_frame_untrusted(a.payload) for a in actions if isinstance(a, Send)]
+    assert sends == [RefusedFrame("unsupported protocol version")]
+    assert isinstance(actions[-1], Close)
+
+
+def test_hellos_wait_for_the_accounts_to_load() -> None:
+    hub = HubCore(closed=False)
+    (load,) = hub.start()
+    assert isinstance(load, Store)
+    hub.on_established(b"s1", key_of("alice"))
+    assert hub.on_message(b"s1", encode_frame(HelloFrame("alice", DEV)), 7) == []
+    actions = hub.on_store_result(load.token, {"alice": [key_of("alice")]})
+    (touch,) = [a for a in actions if isinstance(a, Store)]
+    welcome_actions = hub.on_store_result(touch.token, 0)
+    sends = [decode_frame_untrusted(a.payload) for a in welcome_actions if isinstance(a, Send)]
+    assert sends[0] == WelcomeFrame("alice", DEV, 7)
+
+
+def test_failed_account_load_refuses_waiting_sessions_and_can_be_retried() -> None:
+    hub = HubCore(closed=False)
+    (load,) = hub.start()
+    assert isinstance(load, Store)
+    hub.on_established(b"s1", key_of("alice"))
+    hub.on_message(b"s1", encode_frame(HelloFrame("alice", DEV)), 7)
+    actions = hub.on_store_error(load.token, OSError("disk on fire"))
+    assert Close(b"s1", "hub store failure") in actions
+    assert hub.statistics().store_errors == 1
+    (again,) = hub.start()
+    assert isinstance(again, Store)
+    assert isinstance(again.op, LoadAccounts)
+
+
+def test_failed_binding_is_forgotten() -> None:
+    world = World()
+    alice = world.add_peer("alice")
+    world.settle()
+    world.fail_next.add(BindAccount)
+    world.online("alice")
+    assert not any(isinstance(e, Welcomed) for e in alice.events)
+    assert world.hub_store.accounts == {}
+    assert world.hub.statistics().accounts == 0
+    world.online("alice")  # a later attempt binds normally
+    assert any(isinstance(e, Welcomed) for e in alice.events)
+    assert world.hub_store.accounts == {"alice": [key_of("alice")]}
+
+
+def test_hub_frames_from_a_daemon_close_its_session() -> None:
+    world = World()
+    world.add_peer("alice")
+    link = world.online("alice")
+    link.to_hub.append(encode_frame(WelcomeFrame("alice", DEV, 1)))
+    world.settle()
+    assert not link.up
+    assert world.hub_closes[-1][1] == "unexpected frame WelcomeFrame"
+
+
+def test_events_for_unknown_sessions_and_tokens_are_ignored() -> None:
+    hub = _hub_with_session()
+    assert hub.on_reachable(b"nope") == []
+    assert hub.on_unreachable(b"nope") == []
+    assert hub.on_closed(b"nope") == []
+    assert hub.on_message(b"nope", b"{}", 0) == []
+    assert hub.on_store_result(999, None) == []
+    assert hub.on_store_error(999, OSError("x")) == []
+
+
+def test_a_failed_receipt_deletion_is_only_reported() -> None:
+    world = World()
+    for name in ("alice", "bob"):
+        world.add_peer(name)
+    world.settle()
+    alice = world.online("alice")
+    world.online("bob")
+    world.fail_next.add(DeleteReceipt)
+    world.send("alice", "bob", "hi")
+    world.settle()
+    failures = [e.op_name for e in world.hub_events if isinstance(e, StoreFailed)]
+    assert failures == ["DeletingReceipt"]
+    assert alice.up  # the session stays; the receipt is pushed again after a reconnect
