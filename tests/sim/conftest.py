@@ -15,6 +15,8 @@ from collections.abc import Generator
 
 import pytest
 
+from tests.sim.harness import TOTALS
+
 DEFAULT_SEEDS = 10
 """Seeds per test when it carries no ``sim_seeds`` marker."""
 
@@ -66,6 +68,11 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TOTALS.runs:
+        terminalreporter.write_line(
+            f"tests/sim: {TOTALS.runs} seeded runs, {TOTALS.simulated_s / 3600:.2f} h simulated, "
+            f"{TOTALS.datagrams} datagrams"
+        )
     lines = terminalreporter.config.stash.get(_REPLAYS, [])
     if lines:
         terminalreporter.section("tests/sim replay commands")

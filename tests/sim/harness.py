@@ -546,9 +546,25 @@ def _may_pass_corrupted(original: bytes, corrupted: bytes) -> bool:
     return flipped >= len(original) - MAC2_BYTES
 
 
+@dataclass
+class Totals:
+    """What every ``run_simulation`` in this process covered (printed by the conftest)."""
+
+    runs: int = 0
+    simulated_s: float = 0.0
+    datagrams: int = 0
+
+
+TOTALS = Totals()
+
+
 def run_simulation(scenario: Scenario, seed: int) -> SimResult:
     """Run ``scenario`` with ``seed`` to completion (see ``Simulation.run``)."""
-    return Simulation(scenario, seed).run()
+    result = Simulation(scenario, seed).run()
+    TOTALS.runs += 1
+    TOTALS.simulated_s += result.end_s
+    TOTALS.datagrams += sum(result.datagrams.values())
+    return result
 
 
 def established(result: SimResult, side: str) -> bool:
