@@ -7,7 +7,8 @@ Rules:
   ``$XDG_DATA_HOME/udpim-hub``, so a hub and a daemon on one machine never share an
   identity by accident. ``--data DIR`` overrides both.
 * ``<data dir>/udpim.toml`` may set any long option of the command that uses that
-  directory (``user``, ``hub``, ``hub_key``, ``listen``, ``closed``, ``log_level``);
+  directory (``user``, ``hub``, ``hub_key``, ``listen``, ``closed``, ``log_level``,
+  ``heartbeat``, ``hub_timeout``);
   flags given on the command line win. Unknown keys and wrong types are errors.
 * Every problem is a ``SettingsError`` whose message is one line naming the file/key.
 """
@@ -43,6 +44,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "listen": str,
     "closed": bool,
     "log_level": str,
+    "heartbeat": (int, float),
+    "hub_timeout": (int, float),
 }
 
 

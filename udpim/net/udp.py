@@ -15,6 +15,12 @@ Rules (../shared/STYLE.md section C):
   without udpim importing netsim.
 * The event handler is synchronous and must not block: it runs inside the receive
   loop. Work that needs to wait (disk) is handed to another task by the handler.
+* Backpressure: an optional ``input_gate`` is awaited before every ``recvfrom``, so an
+  owner whose downstream work (the store) is backlogged stops reading; the socket
+  buffer then fills and the kernel drops, which the sessions' loss recovery repairs.
+* Datagrams that are not udpim version 1 (``on_foreign``) may be answered by the owner
+  itself (the hub-key query of ``udpim.net.keyquery``); by default they go to the
+  endpoint, which drops and counts them.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, final
 
 import trio
@@ -32,13 +38,17 @@ from udpim.core.errors import LocalProtocolError
 from udpim.core.events import Event
 from udpim.core.frames import CloseReason
 from udpim.core.session import Session
+from udpim.core.wire import VERSION
 
-__all__ = ["DatagramSocket", "EndpointDriver", "EventHandler"]
+__all__ = ["DatagramSocket", "EndpointDriver", "EventHandler", "ForeignHandler"]
 
 log = logging.getLogger("udpim.net.udp")
 
 Address = tuple[str, int]
 EventHandler = Callable[[Session, Event], None]
+ForeignHandler = Callable[[bytes, Address], bytes | None]
+"""Called with a datagram that is not udpim version 1 and its source; a returned reply is
+sent back to the source. Must not block."""
 
 RECEIVE_BUFFER_BYTES = 65536
 """Largest datagram read from the socket; bigger ones are truncated and then dropped."""
@@ -48,11 +58,16 @@ CLOSE_TIMEOUT_S = 1.0
 
 
 class DatagramSocket(Protocol):
-    """The part of trio's UDP socket API the driver uses."""
+    """The part of trio's UDP socket API the driver uses.
 
-    async def sendto(self, data: bytes, address: Any, /) -> int: ...
+    The methods are declared as returning awaitables (not as ``async def``) so that
+    ``trio.socket.SocketType``, whose stubs say ``Awaitable``, fits as well as netsim's
+    coroutine methods.
+    """
 
-    async def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]: ...
+    def sendto(self, data: bytes, address: Any, /) -> Awaitable[int]: ...
+
+    def recvfrom(self, bufsize: int, /) -> Awaitable[tuple[bytes, Any]]: ...
 
     def getsockname(self) -> Any: ...
 
@@ -68,6 +83,8 @@ class EndpointDriver:
         sock: a bound UDP socket (real or virtual).
         on_event: called with every ``(session, event)``; must not block.
         wall_clock_ns: wall-clock source for handshake timestamps.
+        input_gate: awaited before each read from the socket (backpressure).
+        on_foreign: handles datagrams that are not udpim version 1 (see ``ForeignHandler``).
     """
 
     def __init__(
@@ -77,11 +94,15 @@ class EndpointDriver:
         on_event: EventHandler,
         *,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        input_gate: Callable[[], Awaitable[None]] | None = None,
+        on_foreign: ForeignHandler | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._sock = sock
         self._on_event = on_event
         self._wall_clock_ns = wall_clock_ns
+        self._input_gate = input_gate
+        self._on_foreign = on_foreign
         self._wake = trio.Event()
         self.datagrams_sent = 0
         self.datagrams_received = 0
@@ -125,6 +146,15 @@ class EndpointDriver:
         self.endpoint.close_session(session, trio.current_time(), code, text)
         self._wake.set()
 
+    async def send_datagram(self, data: bytes, address: Address) -> None:
+        """Send one datagram outside any session (e.g. a hub-key query); errors are counted."""
+        try:
+            await self._sock.sendto(data, address)
+            self.datagrams_sent += 1
+        except OSError as exc:
+            self.send_errors += 1
+            log.debug("send to %s failed: %s", address, exc)
+
     def request_flush(self) -> None:
         """Ask the timer loop to flush soon (after events were consumed elsewhere)."""
         self._wake.set()
@@ -144,36 +174,48 @@ class EndpointDriver:
     # --- loops -----------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Drain events to the handler, then send every pending datagram."""
+        """Drain events to the handler, send every pending datagram, then let the timer
+        loop re-read the deadline."""
+        await self._drain_and_send()
+        self._wake.set()
+
+    async def _drain_and_send(self) -> None:
         endpoint = self.endpoint
         while (item := endpoint.next_event()) is not None:
             self._on_event(*item)
         for data, address in endpoint.datagrams_to_send(trio.current_time()):
-            try:
-                await self._sock.sendto(data, address)
-                self.datagrams_sent += 1
-            except OSError as exc:
-                self.send_errors += 1
-                log.debug("send to %s failed: %s", address, exc)
-        self._wake.set()
+            await self.send_datagram(data, address)
 
     async def _receive_loop(self) -> None:
         endpoint = self.endpoint
+        gate = self._input_gate
         while True:
+            if gate is not None:
+                await gate()
             data, source = await self._sock.recvfrom(RECEIVE_BUFFER_BYTES)
             self.datagrams_received += 1
-            endpoint.receive_datagram(data, (str(source[0]), int(source[1])), trio.current_time())
+            address = (str(source[0]), int(source[1]))
+            if self._on_foreign is not None and data and data[0] >> 6 != VERSION:
+                reply = self._on_foreign(data, address)
+                if reply is not None:
+                    await self.send_datagram(reply, address)
+                continue
+            endpoint.receive_datagram(data, address, trio.current_time())
             await self.flush()
 
     async def _timer_loop(self) -> None:
         endpoint = self.endpoint
         while True:
-            self._wake = trio.Event()
             deadline = endpoint.get_timer()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await self._wake.wait()
+            # Re-arm before flushing, not at the top of the loop: a wake from now on (an
+            # application call, another task's flush) makes the next wait return at once,
+            # and a wake set before this loop first ran (a ``connect`` right after
+            # ``serve`` started) is not lost.
+            self._wake = trio.Event()
             now = trio.current_time()
             deadline = endpoint.get_timer()
             if deadline is not None and now >= deadline:
                 endpoint.handle_timer(now)
-            await self.flush()
+            await self._drain_and_send()

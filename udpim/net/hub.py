@@ -1,0 +1,260 @@
+"""``serve_hub``: the hub service, a ``HubCore`` on an ``EndpointDriver`` with a store.
+
+What it owns: the hub's start-up (data-dir lock, identity, store, socket), the mapping
+of session events to ``HubCore`` inputs, and the hub's logs.
+
+Rules:
+
+* One socket, one receive loop and one timer loop (``EndpointDriver``), one completion
+  task for the store, one closer and one drop reporter: a fixed number of tasks however
+  many sessions there are. No task per session.
+* The endpoint answers only keys ``HubCore.accept_key`` accepts (closed hubs: keys bound
+  to an account; none at all until the accounts are loaded). Cookies: the endpoint's
+  default posture (stateless cookies under load).
+* Event mapping (docs/IM.md section 14): ``SessionEstablished`` -> ``on_established``,
+  ``MessageReceived`` -> ``on_message`` with the wall clock in unix ms,
+  ``PeerUnreachable``/``PeerReachable`` -> ``on_unreachable``/``on_reachable``,
+  ``SessionClosed`` -> ``on_closed``. Actions go through ``ActionRunner``.
+* Accounts are read at start (``LoadAccounts``). ``udpim hub adduser`` writes the hub
+  database directly (sqlite serialises the writers), so a running hub sees a new user
+  after its next start. A failed ``LoadAccounts`` stops the hub (``ServiceFailed``).
+* An open hub answers the hub-key query (``udpim.net.keyquery``); a closed hub does not.
+* ``serve_hub`` prints nothing; it logs under ``udpim.net.hub``. What strangers can
+  cause (drops, refused hellos, bad frames) is only counted, and logged at most once per
+  interval (``DropReporter``, ``STATISTICS_LOG_INTERVAL_S``), so logs cannot be flooded.
+  Errors it raises are one-line ``UdpimError``s: ``DataDirBusy``, ``IdentityError``,
+  ``StoreError``, ``ListenError``, ``ServiceFailed``.
+* Shutdown (cancellation): every session gets a CLOSE (shielded, bounded flush), then
+  the store finishes the ops already submitted and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, final
+
+import trio
+
+from udpim.core.config import EndpointConfig
+from udpim.core.endpoint import Endpoint
+from udpim.core.events import (
+    Event,
+    MessageReceived,
+    PeerReachable,
+    PeerUnreachable,
+    SessionClosed,
+    SessionEstablished,
+)
+from udpim.core.session import Session
+from udpim.identity import load_or_create_identity, public_key_text
+from udpim.im import events as im
+from udpim.im.hubcore import HubCore
+from udpim.net.actions import ActionRunner
+from udpim.net.datadir import HUB_LOCK, hold_data_dir
+from udpim.net.droplog import DropReporter
+from udpim.net.errors import ServiceFailed, plain_errors
+from udpim.net.keyquery import answer_query
+from udpim.net.listen import open_udp_socket
+from udpim.net.udp import DatagramSocket, EndpointDriver
+from udpim.net.wallclock import WallClockMs, handshake_clock_ns, system_clock_ms
+from udpim.settings import Address, format_address
+from udpim.store.base import Store
+from udpim.store.sqlite import SqliteStore
+
+__all__ = ["HUB_DATABASE", "HubConfig", "HubInfo", "serve_hub"]
+
+log = logging.getLogger("udpim.net.hub")
+
+HUB_DATABASE: Final = "hub.db"
+"""The hub's database file inside its data directory."""
+STATISTICS_LOG_INTERVAL_S: Final = 300.0
+"""How often the hub logs its figures (sessions, users online, messages), if they changed."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """What a hub needs to run.
+
+    Attributes:
+        data_dir: identity, database and lock file live here (created 0700).
+        listen: the UDP address to bind (ignored when a socket is injected).
+        closed: only users registered with ``udpim hub adduser`` may log in.
+        endpoint: endpoint and session tunables.
+    """
+
+    data_dir: Path
+    listen: Address
+    closed: bool = False
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class HubInfo:
+    """What ``serve_hub`` reports once it is listening."""
+
+    address: Address
+    public_key: bytes
+
+
+async def serve_hub(
+    config: HubConfig,
+    *,
+    sock: DatagramSocket | None = None,
+    store: Store | None = None,
+    rng: Callable[[int], bytes] = os.urandom,
+    wall_clock_ms: WallClockMs | None = None,
+    task_status: trio.TaskStatus[HubInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a hub until cancelled.
+
+    Args:
+        config: data directory, listen address, closed mode, tunables.
+        sock: a bound UDP socket to use instead of binding ``config.listen`` (netsim's
+            virtual sockets in simulations); the caller keeps ownership.
+        store: a store to use instead of opening ``<data_dir>/hub.db``; the caller
+            keeps ownership (simulations pass an inline ``SqliteStore``).
+        rng: randomness for the identity (if created), connection IDs and handshakes.
+        wall_clock_ms: the wall clock in unix ms (default: the system clock); pass a
+            virtual one in simulations so runs replay.
+        task_status: reports ``HubInfo(address, public_key)`` once listening.
+
+    Raises:
+        DataDirBusy: another hub runs on this data directory.
+        IdentityError: the identity file is unusable.
+        StoreError: the database cannot be opened.
+        ListenError: the address cannot be bound.
+        ServiceFailed: the accounts cannot be loaded.
+    """
+    clock_ms = wall_clock_ms or system_clock_ms
+    with plain_errors(), hold_data_dir(config.data_dir, HUB_LOCK, "hub"):
+        key, created = load_or_create_identity(config.data_dir, rng)
+        if created:
+            log.info("created a new hub identity in %s", config.data_dir)
+        async with AsyncExitStack() as stack:
+            if store is None:
+                own = await SqliteStore.open(config.data_dir / HUB_DATABASE, "hub")
+                stack.push_async_callback(own.aclose)
+                store = own
+            if sock is None:
+                real = await open_udp_socket(config.listen)
+                stack.callback(real.close)
+                sock = real
+            core = HubCore(closed=config.closed)
+            endpoint = Endpoint(config.endpoint, key, rng, accept_peer=core.accept_key)
+            hub = _Hub(core, store)
+            driver = EndpointDriver(
+                endpoint,
+                sock,
+                hub.on_session_event,
+                wall_clock_ns=handshake_clock_ns(wall_clock_ms),
+                input_gate=hub.wait_for_room,
+                on_foreign=None if config.closed else lambda d, a: answer_query(d, key.public),
+            )
+            await hub.run(driver, clock_ms, key.public, config, task_status)
+
+
+@final
+class _Hub:
+    """The running hub: event mapping and notices (see the module docstring)."""
+
+    def __init__(self, core: HubCore, store: Store) -> None:
+        self._core = core
+        self._store = store
+        self._runner: ActionRunner | None = None
+        self._clock_ms: Callable[[], int] = system_clock_ms
+        self._fatal: ServiceFailed | None = None
+        self._failed = trio.Event()
+
+    async def wait_for_room(self) -> None:
+        if self._runner is not None:
+            await self._runner.wait_for_room()
+
+    async def run(
+        self,
+        driver: EndpointDriver,
+        clock_ms: Callable[[], int],
+        public_key: bytes,
+        config: HubConfig,
+        task_status: trio.TaskStatus[HubInfo],
+    ) -> None:
+        self._clock_ms = clock_ms
+        runner = ActionRunner(self._core, driver, self._store, on_notify=self._on_notify)
+        self._runner = runner
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runner.serve)
+                runner.run(self._core.start())
+                await nursery.start(driver.serve)
+                nursery.start_soon(DropReporter(driver, log).run)
+                nursery.start_soon(self._log_statistics)
+                log.info(
+                    "hub listening on %s, key %s, %s",
+                    format_address(driver.address),
+                    public_key_text(public_key),
+                    "closed" if config.closed else "open (trust on first use)",
+                )
+                task_status.started(HubInfo(driver.address, public_key))
+                await self._failed.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            await driver.aclose()
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _log_statistics(self) -> None:
+        last = None
+        while True:
+            await trio.sleep(STATISTICS_LOG_INTERVAL_S)
+            stats = self._core.statistics()
+            if stats != last:
+                log.info(
+                    "hub: %d sessions, %d users online, %d accounts, %d messages stored, "
+                    "%d delivers pushed, %d hellos refused, %d bad frames, %d store errors",
+                    stats.sessions,
+                    stats.online_users,
+                    stats.accounts,
+                    stats.messages_stored,
+                    stats.delivers_pushed,
+                    stats.refused_hellos,
+                    stats.bad_frames,
+                    stats.store_errors,
+                )
+            last = stats
+
+    def on_session_event(self, session: Session, event: Event) -> None:
+        runner = self._runner
+        assert runner is not None
+        runner.closer.on_session_event(session, event)
+        core, sid = self._core, session.local_cid
+        if isinstance(event, MessageReceived):
+            runner.run(core.on_message(sid, event.payload, self._clock_ms()))
+        elif isinstance(event, SessionEstablished):
+            runner.run(core.on_established(sid, event.peer_static_key))
+        elif isinstance(event, PeerUnreachable):
+            runner.run(core.on_unreachable(sid))
+        elif isinstance(event, PeerReachable):
+            runner.run(core.on_reachable(sid))
+        elif isinstance(event, SessionClosed):
+            runner.run(core.on_closed(sid))
+
+    def _on_notify(self, event: im.Event) -> None:
+        if isinstance(event, im.SessionWelcomed):
+            log.debug("welcomed %s device %s", event.user, event.device)
+        elif isinstance(event, im.SessionRefused):  # counted; see _log_statistics
+            log.debug("refused a hello as %s: %s", event.user, event.reason)
+        elif isinstance(event, im.AccountBound):
+            log.info("bound the new user %s to key %s", event.user, public_key_text(event.key))
+        elif isinstance(event, im.PresenceChanged):
+            log.debug("%s is %s", event.user, "online" if event.online else "offline")
+        elif isinstance(event, im.StoreFailed):
+            log.error("store failure in %s: %s", event.op_name, event.detail)
+            if event.op_name == "LoadingAccounts":
+                self._fatal = ServiceFailed(f"cannot load the hub's accounts: {event.detail}")
+                self._failed.set()
