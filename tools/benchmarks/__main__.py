@@ -16,13 +16,17 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
-from tools.benchmarks import bulk, latency
+from tools.benchmarks import bulk, latency, relay
 from tools.benchmarks.command import Section, Subcommand, add_common_options
 from tools.benchmarks.machine import describe_machine, machine_markdown
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-SUBCOMMANDS: Final[tuple[Subcommand, ...]] = (latency.SUBCOMMAND, bulk.SUBCOMMAND)
+SUBCOMMANDS: Final[tuple[Subcommand, ...]] = (
+    latency.SUBCOMMAND,
+    bulk.SUBCOMMAND,
+    relay.SUBCOMMAND,
+)
 """Every benchmark, in the order ``all`` runs them and the report shows them."""
 
 
