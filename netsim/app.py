@@ -12,8 +12,13 @@ This module owns the contract between the runner and the code under test, and no
   ``sim.rng(labels)``, and ``sim.record(host, event, **fields)`` writes app events into the trace.
 
 Standard app events, understood by ``netsim report``: ``msg_sent`` (id, size), ``msg_received``
-(id, size) and ``retransmit`` (id). Message ids are matched across hosts, so they must be unique
-within a run (e.g. ``"alice:17"``). Any other event name is kept in the trace as it is.
+(id, size), ``retransmit`` (id, or ``count`` for a total; default 1) and ``status`` (scalar
+fields; the report shows each host's last one). Message ids are matched across hosts, so they
+must be unique within a run (e.g. ``"alice:17"``). Any other event name is kept in the trace
+as it is.
+
+Apps are imported with the current working directory first on ``sys.path`` (as ``python -m``
+does), so ``netsim run`` from a project's root finds the project's own app modules.
 
 Rules: an app must be deterministic given the context (no wall clock, no global ``random``, no
 real sockets), otherwise replay reports a divergence.
@@ -22,7 +27,9 @@ real sockets), otherwise replay reports a divergence.
 from __future__ import annotations
 
 import importlib
+import os
 import random
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -36,6 +43,7 @@ from netsim.units import parse_duration, parse_size
 MSG_SENT = "msg_sent"
 MSG_RECEIVED = "msg_received"
 RETRANSMIT = "retransmit"
+STATUS = "status"
 
 
 class App(Protocol):
@@ -98,12 +106,17 @@ class SimContext:
 def load_app_factory(spec: str) -> AppFactory:
     """Import the factory named by ``MODULE:FACTORY`` (e.g. ``netsim.examples.ping:PingApp``).
 
+    The current working directory is put first on ``sys.path`` (if it is not there yet), as
+    ``python -m`` does, so the ``netsim`` console script run from a project's root imports
+    that project's modules (``tools.udpim_app`` from a udpim checkout).
+
     Raises:
         AppSpecError: malformed spec, module not importable, or no such callable.
     """
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute or ":" in attribute:
         raise AppSpecError(f"bad app {spec!r}: expected MODULE:FACTORY")
+    put_cwd_on_path()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -118,6 +131,18 @@ def load_app_factory(spec: str) -> AppFactory:
         raise AppSpecError(f"bad app {spec!r}: {module_name} has no callable {attribute!r}")
     result: AppFactory = factory
     return result
+
+
+def put_cwd_on_path() -> None:
+    """Put the current working directory first on ``sys.path`` unless it is already there.
+
+    ``python -m`` starts with the current directory on the path (as ``""``); a console
+    script starts with its own directory instead. Either spelling counts as present.
+    """
+    cwd = os.getcwd()
+    present = {os.path.abspath(entry or os.curdir) for entry in sys.path}
+    if cwd not in present:
+        sys.path.insert(0, cwd)
 
 
 class Workload:

@@ -6,7 +6,11 @@ What it owns: turning trace events into one PNG with
   cumulative bytes sent; each datagram is a grey dot when sent, a green dot when delivered, a
   purple ``+`` for an extra (duplicate) copy and an ``x`` coloured by drop reason where it died;
 * a **latency plot**: each app message's latency (``msg_sent`` -> ``msg_received``) against the
-  time it was sent, and the latency CDF beside it.
+  time it was sent, and the latency CDF beside it, one line per receiving host when there are
+  several (at most ``MAX_CDF_HOSTS``); both use a log scale when latencies span more than two
+  orders of magnitude;
+* **reachability gaps** (`netsim.reachability`) shaded on the time-sequence graph of every
+  flow towards the host they belong to.
 
 Rules it keeps: matplotlib is optional (extra ``plot``) and imported only when drawing, with the
 headless Agg backend; when it is missing, `PlotUnavailable` carries one line saying how to get
@@ -20,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netsim.report import packet_flows
+from netsim.reachability import reachability_gaps
 from netsim.trace import TraceEvent
+from netsim.trace_topology import packet_flows
 
 MAX_FLOWS = 4  # time-sequence panels: the busiest flows
+MAX_CDF_HOSTS = 6  # latency CDF lines, one per receiving host
+LOG_SPREAD = 100.0  # log scale when max / min latency exceeds this
 REASON_COLOURS = (
     "tab:red",
     "tab:orange",
@@ -55,6 +62,8 @@ class FlowSeries:
 class PlotData:
     flows: tuple[FlowSeries, ...]
     latencies: tuple[tuple[float, float], ...]  # (sent at s, latency s)
+    latency_by_host: dict[str, list[float]] = field(default_factory=dict)  # receiver -> s
+    gaps: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # host -> spans
 
 
 def collect(events: Sequence[TraceEvent]) -> PlotData:
@@ -64,6 +73,7 @@ def collect(events: Sequence[TraceEvent]) -> PlotData:
     packets: dict[object, tuple[FlowSeries, float]] = {}
     sent_at: dict[str, float] = {}
     latencies: list[tuple[float, float]] = []
+    by_host: dict[str, list[float]] = {}
     for event in events:
         f = event.fields
         if event.kind == "send":
@@ -88,8 +98,19 @@ def collect(events: Sequence[TraceEvent]) -> PlotData:
             message = str(f.get("id"))
             if message in sent_at:
                 latencies.append((sent_at[message], event.t - sent_at.pop(message)))
+                by_host.setdefault(str(f.get("host")), []).append(latencies[-1][1])
     busiest = sorted(flows.values(), key=lambda s: (-len(s.sent), s.name))[:MAX_FLOWS]
-    return PlotData(tuple(sorted(busiest, key=lambda s: s.name)), tuple(latencies))
+    end_s = max((event.t for event in events), default=0.0)
+    gaps = {
+        host.host: [(gap.start_s, gap.start_s + gap.length_s(end_s)) for gap in host.gaps]
+        for host in reachability_gaps(events, end_s)
+    }
+    return PlotData(
+        tuple(sorted(busiest, key=lambda s: s.name)),
+        tuple(latencies),
+        dict(sorted(by_host.items())),
+        gaps,
+    )
 
 
 def plot_trace(events: Sequence[TraceEvent], path: Path, *, title: str = "") -> None:
@@ -109,12 +130,17 @@ def plot_trace(events: Sequence[TraceEvent], path: Path, *, title: str = "") -> 
     reasons = sorted({reason for s in data.flows for reason in s.dropped})
     colours = {r: REASON_COLOURS[i % len(REASON_COLOURS)] for i, r in enumerate(reasons)}
     for row, series in enumerate(data.flows):
-        _draw_flow(figure.add_subplot(grid[row, :]), series, colours)
+        axis = figure.add_subplot(grid[row, :])
+        receiver = series.name.partition(" -> ")[2]
+        for number, (start, end) in enumerate(data.gaps.get(receiver, [])):
+            label = "reachability gap" if number == 0 else None
+            axis.axvspan(start, max(end, start + 1e-3), color="tab:red", alpha=0.15, label=label)
+        _draw_flow(axis, series, colours)
     if not data.flows:
         axis = figure.add_subplot(grid[0, :])
         axis.text(0.5, 0.5, "no packets in this trace", ha="center", va="center")
     _draw_latency(
-        figure.add_subplot(grid[rows - 1, 0]), figure.add_subplot(grid[rows - 1, 1]), data.latencies
+        figure.add_subplot(grid[rows - 1, 0]), figure.add_subplot(grid[rows - 1, 1]), data
     )
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -145,9 +171,10 @@ def _draw_flow(axis: Any, series: FlowSeries, colours: dict[str, str]) -> None:
     axis.legend(loc="upper left", fontsize="small", ncols=3)
 
 
-def _draw_latency(over_time: Any, cdf: Any, latencies: Sequence[tuple[float, float]]) -> None:
+def _draw_latency(over_time: Any, cdf: Any, data: PlotData) -> None:
     over_time.set_title("message latency", loc="left", fontsize="medium")
     cdf.set_title("latency CDF", loc="left", fontsize="medium")
+    latencies = data.latencies
     if not latencies:
         for axis in (over_time, cdf):
             axis.text(0.5, 0.5, "no app messages", ha="center", va="center")
@@ -155,9 +182,19 @@ def _draw_latency(over_time: Any, cdf: Any, latencies: Sequence[tuple[float, flo
     over_time.scatter([t for t, _ in latencies], [v * 1000 for _, v in latencies], s=6)
     over_time.set_xlabel("sent at, virtual time (s)")
     over_time.set_ylabel("latency (ms)")
-    ordered = sorted(v * 1000 for _, v in latencies)
-    fractions = [(i + 1) / len(ordered) for i in range(len(ordered))]
-    cdf.step(ordered, fractions, where="post")
+    lines = {"all messages": [v for _, v in latencies]}
+    if 1 < len(data.latency_by_host) <= MAX_CDF_HOSTS:
+        lines = {f"to {host}": values for host, values in data.latency_by_host.items()}
+    for label, values in lines.items():
+        ordered = sorted(v * 1000 for v in values)
+        fractions = [(i + 1) / len(ordered) for i in range(len(ordered))]
+        cdf.step(ordered, fractions, where="post", label=label)
+    if len(lines) > 1:
+        cdf.legend(loc="best", fontsize="small")
+    positive = [v for _, v in latencies if v > 0]
+    if positive and max(positive) > LOG_SPREAD * min(positive):
+        over_time.set_yscale("log")
+        cdf.set_xscale("log")
     cdf.set_xlabel("latency (ms)")
     cdf.set_ylabel("fraction of messages")
     cdf.set_ylim(0, 1.02)

@@ -16,8 +16,13 @@ Figures, exactly:
 * **App** (``app`` events): ``sent`` = distinct ids with ``msg_sent``; ``received`` = distinct
   sent ids with ``msg_received``; ``delivery_ratio = received / sent``; ``latency`` = first
   ``msg_received`` time minus first ``msg_sent`` time per id; ``duplicates`` = repeated
-  ``msg_received`` of an id; ``retransmissions`` = ``retransmit`` events. Also per host and
-  counts of every other event name.
+  ``msg_received`` of an id; ``retransmissions`` = ``retransmit`` events (an event may carry
+  ``count``, e.g. a total taken from a protocol's statistics; default 1). Per host: sent,
+  received, retransmissions and the latency of the messages that host received. ``status``
+  events are not counted: the last one of each host is shown as it is (its scalar fields,
+  e.g. a learned timeout). Counts of every other event name.
+* **Reachability gaps** per host and **traffic per pair** of hosts, in total and while idle
+  (`netsim.reachability`).
 
 Percentiles use the nearest-rank method: ``pN`` is the smallest sample with at least N % of the
 samples at or below it (always an observed value, so hand-checked figures are exact).
@@ -35,7 +40,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netsim.reachability import (
+    HostGaps,
+    PairCost,
+    pair_costs,
+    reachability_gaps,
+    render_costs,
+    render_gaps,
+)
 from netsim.trace import TraceError, TraceEvent
+from netsim.trace_topology import Topology, packet_flows, receiver_of
+
+__all__ = [
+    "PERCENTILES",
+    "AppSummary",
+    "FlowSummary",
+    "HostAppCounts",
+    "Percentiles",
+    "Summary",
+    "Topology",
+    "packet_flows",
+    "receiver_of",
+    "render_json",
+    "render_text",
+    "summarize",
+]
 
 PERCENTILES = (50, 90, 99)
 
@@ -96,11 +125,18 @@ class FlowSummary:
         return self.lost / decided if decided else None
 
 
+NO_SAMPLES = Percentiles(0, None, None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class HostAppCounts:
     sent: int = 0
     received: int = 0
     retransmissions: int = 0
+    latency: Percentiles = NO_SAMPLES  # of the messages this host received first
+
+
+Scalar = str | int | float | bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +148,7 @@ class AppSummary:
     latency: Percentiles
     hosts: Mapping[str, HostAppCounts]
     other_events: Mapping[str, int]
+    status: Mapping[str, Mapping[str, Scalar]] = field(default_factory=dict)
 
     @property
     def delivery_ratio(self) -> float | None:
@@ -129,6 +166,8 @@ class Summary:
     nats: Mapping[str, Mapping[str, int]]
     app: AppSummary
     ended_by: str | None = None
+    gaps: tuple[HostGaps, ...] = ()
+    pairs: tuple[PairCost, ...] = ()
 
     def to_mapping(self) -> dict[str, Any]:
         """JSON-friendly form (what ``--json`` prints); times in seconds, ratios in [0, 1]."""
@@ -166,49 +205,16 @@ class Summary:
                         "sent": c.sent,
                         "received": c.received,
                         "retransmissions": c.retransmissions,
+                        "latency": c.latency.to_mapping(),
                     }
                     for name, c in self.app.hosts.items()
                 },
                 "other_events": dict(self.app.other_events),
+                "status": {host: dict(fields) for host, fields in self.app.status.items()},
             },
+            "reachability_gaps": [hosts.to_mapping() for hosts in self.gaps],
+            "pairs": [pair.to_mapping() for pair in self.pairs],
         }
-
-
-class Topology:
-    """Who is at which address, replayed from ``op`` and ``nat`` trace events."""
-
-    def __init__(self) -> None:
-        self.host_at: dict[str, str] = {}  # ip -> host name (latest placement)
-        self.address_of: dict[str, str] = {}  # host -> ip
-        self.nat_at: dict[str, str] = {}  # public ip -> NAT name
-        self.private_of: dict[str, str] = {}  # NAT public "ip:port" -> private "ip:port"
-
-    def observe(self, event: TraceEvent) -> None:
-        f = event.fields
-        if event.kind == "op" and f.get("op") in ("add_host", "move_host"):
-            host, address = str(f.get("host")), str(f.get("address"))
-            old = self.address_of.get(host)
-            if old is not None and self.host_at.get(old) == host:
-                del self.host_at[old]
-            self.host_at[address], self.address_of[host] = host, address
-        elif event.kind == "op" and f.get("op") == "add_nat":
-            self.nat_at[str(f.get("public_ip"))] = str(f.get("name"))
-        elif event.kind == "nat" and f.get("event") == "mapping":
-            self.private_of[str(f.get("public"))] = str(f.get("private"))
-        elif event.kind == "nat" and f.get("event") == "rebind":
-            self.nat_at[str(f.get("public_ip"))] = str(f.get("nat"))
-
-    def name(self, endpoint: str) -> str:
-        """The host (or ``nat:NAME``, or the address) behind an ``ip:port`` endpoint."""
-        ip = endpoint.rpartition(":")[0]
-        if ip in self.host_at:
-            return self.host_at[ip]
-        private = self.private_of.get(endpoint)
-        if private is not None and private.rpartition(":")[0] in self.host_at:
-            return self.host_at[private.rpartition(":")[0]]
-        if ip in self.nat_at:
-            return f"nat:{self.nat_at[ip]}"
-        return ip
 
 
 @dataclass(slots=True)
@@ -232,6 +238,7 @@ class _FlowCounts:
 
 def summarize(events: Iterable[TraceEvent]) -> Summary:
     """Compute the report figures of a trace's events (see the module docstring)."""
+    events = list(events)
     topology = Topology()
     packets: dict[int, _Packet] = {}
     flows: dict[tuple[str, str], _FlowCounts] = {}
@@ -279,17 +286,9 @@ def summarize(events: Iterable[TraceEvent]) -> Summary:
         _sorted(nats),
         app.summary(),
         ended_by,
+        reachability_gaps(events, end_s),
+        pair_costs(events, end_s),
     )
-
-
-def receiver_of(topology: Topology, kind: str, fields: Mapping[str, object]) -> str | None:
-    """The receiving host a ``deliver`` (its ``dst``) or ``drop`` (``down:``/``host:``) names."""
-    if kind == "deliver" and "dst" in fields:
-        return topology.name(str(fields["dst"]))
-    where = str(fields.get("where", ""))
-    if where.startswith(("down:", "host:")):
-        return where.partition(":")[2]
-    return None
 
 
 def _settle_destination(
@@ -307,22 +306,6 @@ def _settle_destination(
     old.packets, old.bytes = old.packets - 1, old.bytes - packet.size
     new.packets, new.bytes = new.packets + 1, new.bytes + packet.size
     packet.flow = (packet.flow[0], receiver)
-
-
-def packet_flows(events: Iterable[TraceEvent]) -> dict[object, str]:
-    """The flow name (``"a -> b"``) of every datagram id, labelled as `summarize` does."""
-    topology = Topology()
-    flows: dict[object, tuple[str, str]] = {}
-    for event in events:
-        f = event.fields
-        if event.kind == "send":
-            flows[f.get("id")] = (topology.name(str(f["src"])), topology.name(str(f["dst"])))
-        elif event.kind in ("deliver", "drop") and f.get("id") in flows:
-            receiver = receiver_of(topology, event.kind, f)
-            if receiver is not None:
-                flows[f.get("id")] = (flows[f.get("id")][0], receiver)
-        topology.observe(event)
-    return {packet: f"{src} -> {dst}" for packet, (src, dst) in flows.items()}
 
 
 def _flow_summaries(
@@ -362,6 +345,8 @@ class _AppCollector:
         self.received_at: dict[str, float] = {}
         self.duplicates = self.retransmissions = 0
         self.hosts: dict[str, Counter[str]] = {}
+        self.received_by: dict[str, str] = {}  # message id -> host that received it first
+        self.status: dict[str, dict[str, Scalar]] = {}
         self.other: Counter[str] = Counter()
 
     def observe(self, event: TraceEvent) -> None:
@@ -377,18 +362,35 @@ class _AppCollector:
             if message in self.received_at:
                 self.duplicates += 1
             else:
-                self.received_at[message] = event.t
+                self.received_at[message], self.received_by[message] = event.t, host
         elif name == "retransmit":
-            counts["retransmissions"] += 1
-            self.retransmissions += 1
+            count = int(_num(f.get("count", 1)))
+            counts["retransmissions"] += count
+            self.retransmissions += count
+        elif name == "status":
+            self.status[host] = {
+                key: value
+                for key, value in f.items()
+                if key not in ("host", "event") and isinstance(value, Scalar)
+            }
         else:
             self.other[name] += 1
 
     def summary(self) -> AppSummary:
         delivered = [m for m in self.sent_at if m in self.received_at]
         latency = Percentiles.of(self.received_at[m] - self.sent_at[m] for m in delivered)
+        per_host: dict[str, list[float]] = {}
+        for m in delivered:
+            per_host.setdefault(self.received_by[m], []).append(
+                self.received_at[m] - self.sent_at[m]
+            )
         hosts = {
-            name: HostAppCounts(c["sent"], c["received"], c["retransmissions"])
+            name: HostAppCounts(
+                c["sent"],
+                c["received"],
+                c["retransmissions"],
+                Percentiles.of(per_host.get(name, [])),
+            )
             for name, c in sorted(self.hosts.items())
         }
         return AppSummary(
@@ -399,6 +401,7 @@ class _AppCollector:
             latency,
             hosts,
             dict(sorted(self.other.items())),
+            dict(sorted(self.status.items())),
         )
 
 
@@ -408,7 +411,8 @@ def render_json(summary: Summary, header: Mapping[str, object] | None = None) ->
 
 
 def render_text(summary: Summary, title: str | None = None) -> str:
-    """A human-readable report: flows, drops by place, NATs, app figures."""
+    """A human-readable report: flows, drops by place, NATs, reachability, traffic per pair,
+    app figures, host status."""
     lines = [title] if title else []
     ended = f", ended by {summary.ended_by}" if summary.ended_by else ""
     lines.append(f"{summary.events} events over {summary.end_s:g}s virtual{ended}")
@@ -433,6 +437,9 @@ def render_text(summary: Summary, title: str | None = None) -> str:
     if summary.nats:
         lines += ["", "NAT events"]
         lines += [f"  {name:<18} {_reasons(counts)}" for name, counts in summary.nats.items()]
+    lines += ["", *render_gaps(summary.gaps)]
+    if summary.pairs:
+        lines += ["", *render_costs(summary.pairs)]
     a = summary.app
     lines += ["", "app"]
     lines.append(
@@ -444,13 +451,25 @@ def render_text(summary: Summary, title: str | None = None) -> str:
     for name, c in a.hosts.items():
         if not (c.sent or c.received or c.retransmissions):
             continue  # a host with only other events
+        latency = f", latency {c.latency.render_ms()}" if c.latency.count else ""
         lines.append(
             f"  {name:<18} sent {c.sent}, received {c.received}, "
-            f"retransmissions {c.retransmissions}"
+            f"retransmissions {c.retransmissions}{latency}"
         )
     if a.other_events:
         lines.append(f"  other events: {_reasons(a.other_events)}")
+    if a.status:
+        lines += ["", "status (the last status event of each host)"]
+        for name, fields in a.status.items():
+            shown = ", ".join(f"{key} {_scalar(value)}" for key, value in fields.items())
+            lines.append(f"  {name:<18} {shown or '-'}")
     return "\n".join(lines)
+
+
+def _scalar(value: Scalar) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:

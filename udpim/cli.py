@@ -133,8 +133,13 @@ def _daemon_arguments(daemon: argparse.ArgumentParser) -> None:
     daemon.add_argument(
         "--heartbeat",
         metavar="S",
-        help="send a keepalive after S seconds without traffic (default 25; lower it for "
-        "NATs that forget idle mappings sooner)",
+        help="keepalive interval until the NAT's mapping timeout is learned, or always "
+        "with --no-learn (default 25)",
+    )
+    daemon.add_argument(
+        "--no-learn",
+        action="store_true",
+        help="keep the --heartbeat interval; do not learn the NAT's mapping timeout",
     )
     daemon.add_argument(
         "--hub-timeout",

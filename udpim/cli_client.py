@@ -166,7 +166,9 @@ def format_time_ms(value: object, *, with_date: bool) -> str:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    """``udpim status``: the daemon's session, network figures, outbox/inbox, presence."""
+    """``udpim status``: the daemon's session, network figures, NAT keepalive (learned
+    timeout, heartbeat interval, learning phase, path changes), reachability history,
+    outbox/inbox, presence."""
     context = open_context(args, "user")
     status: Mapping[str, object] = {}
     request: dict[str, object] = {"cmd": "status"}
@@ -215,6 +217,7 @@ def format_status(status: Mapping[str, object]) -> str:
         wait_s = retry.get("next_attempt_in_s")
         when = "" if wait_s is None else f", next attempt in {_figure(wait_s)} s"
         lines.append(f"session    none ({attempts} so far{when})")
+    lines += _keepalive_lines(status)
     lines += [
         f"outbox     {_counts(status.get('outbox'))}",
         f"inbox      {_plural(status.get('inbox'), 'message')} "
@@ -222,6 +225,55 @@ def format_status(status: Mapping[str, object]) -> str:
         f"contacts   {_presence(status.get('presence'))}",
     ]
     return "\n".join(lines)
+
+
+HISTORY_SHOWN = 5
+"""Reachability events ``udpim status`` prints (``--json`` has them all)."""
+
+
+def _keepalive_lines(status: Mapping[str, object]) -> list[str]:
+    """The NAT and reachability lines: learned NAT timeout, heartbeat interval in force,
+    learning phase, path changes, and the last reachability events."""
+    found = status.get("keepalive")
+    if not isinstance(found, Mapping):
+        return []
+    learned = found.get("learned_nat_timeout_s")
+    phase = str(found.get("phase"))
+    if phase == "off":
+        what = "learning off"
+    else:
+        tests = _plural(found.get("tests_run", 0), "test")
+        what = f"learning {phase} ({tests}"
+        testing = found.get("testing_delay_s")
+        next_in = found.get("next_test_in_s")
+        if testing is not None:
+            what += f", testing {_figure(testing)} s"
+        elif isinstance(next_in, int | float):
+            what += f", next test in {_duration(next_in)}"
+        what += ")"
+    timeout = "not known" if learned is None else f"at least {_figure(learned)} s"
+    lines = [
+        f"nat        mapping timeout {timeout}; heartbeat every "
+        f"{_figure(found.get('heartbeat_interval_s'))} s; {what}",
+        f"path       {_plural(found.get('path_changes', 0), 'change')}; local "
+        f"{found.get('local_address') or '?'}, public {found.get('public_address') or '?'}",
+    ]
+    events = status.get("reachability")
+    shown = [e for e in events if isinstance(e, Mapping)] if isinstance(events, list) else []
+    for index, event in enumerate(shown[-HISTORY_SHOWN:]):
+        label = "history   " if index == 0 else "          "
+        when = format_time_ms(event.get("at"), with_date=True)
+        detail = f" ({event.get('detail')})" if event.get("detail") else ""
+        lines.append(f"{label} {when} {event.get('event')}{detail}")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 def _plural(count: object, noun: str) -> str:

@@ -162,7 +162,8 @@ def command_hub(args: argparse.Namespace) -> int:
 
 
 def command_daemon(args: argparse.Namespace) -> int:
-    """``udpim daemon --user NAME --hub HOST:PORT [--hub-key KEY] [--listen HOST:PORT]``."""
+    """``udpim daemon --user NAME --hub HOST:PORT [--hub-key KEY] [--listen HOST:PORT]
+    [--heartbeat S] [--hub-timeout S] [--no-learn]``."""
     context = open_context(args, "user")
     user_text = context.text_setting(args, "user")
     hub_text = context.text_setting(args, "hub")
@@ -180,6 +181,8 @@ def command_daemon(args: argparse.Namespace) -> int:
             context.text_setting(args, "listen") or DEFAULT_DAEMON_LISTEN, what="--listen address"
         ),
         session=_session_config(context, args),
+        # --no-learn: keep the --heartbeat interval instead of learning the NAT's timeout.
+        learn_keepalive=not context.setting(args, "no_learn"),
     )
 
     def announce(info: PeerInfo) -> None:

@@ -8,7 +8,7 @@ Rules:
   identity by accident. ``--data DIR`` overrides both.
 * ``<data dir>/udpim.toml`` may set any long option of the command that uses that
   directory (``user``, ``hub``, ``hub_key``, ``listen``, ``closed``, ``log_level``,
-  ``heartbeat``, ``hub_timeout``);
+  ``heartbeat``, ``hub_timeout``, ``no_learn``);
   flags given on the command line win. Unknown keys and wrong types are errors.
 * Every problem is a ``SettingsError`` whose message is one line naming the file/key.
 """
@@ -46,6 +46,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "log_level": str,
     "heartbeat": (int, float),
     "hub_timeout": (int, float),
+    "no_learn": bool,
 }
 
 

@@ -132,3 +132,17 @@ def test_bad_daemon_arguments_exit_2(processes: Processes, args: list[str], erro
     outcome = processes.run("daemon", "--data", data, "--listen", "127.0.0.1:0", *args)
     assert outcome.code == 2
     assert error in outcome.error_line()
+
+
+def test_no_learn_keeps_the_heartbeat_and_learning_is_the_default(processes: Processes) -> None:
+    _, started = processes.hub("hub")
+    hub = str(started["address"])
+    processes.daemon("fixed", "fixed", hub, "--no-learn", "--heartbeat", "7")
+    processes.daemon("learner", "learner", hub)
+    fixed = processes.wait_logged_in("fixed")["keepalive"]
+    learner = processes.wait_logged_in("learner")["keepalive"]
+    assert isinstance(fixed, dict)
+    assert isinstance(learner, dict)
+    assert (fixed["learning"], fixed["phase"], fixed["heartbeat_interval_s"]) == (False, "off", 7.0)
+    assert learner["learning"] is True
+    assert learner["phase"] != "off"

@@ -53,3 +53,21 @@ def test_interval_must_be_positive(bad: float) -> None:
     assert keepalive.heartbeat_deadline() == 8.0
     keepalive.set_heartbeat_interval(2.5)
     assert keepalive.heartbeat_deadline() == 2.5
+
+
+def test_liveness_can_change_at_run_time() -> None:
+    keepalive = Keepalive(CFG, 0.0, heartbeats=True)
+    keepalive.on_authenticated(4.0)
+    keepalive.set_liveness(70.0, 300.0)
+    assert keepalive.dead_peer_deadline() == 74.0
+    assert keepalive.idle_deadline() == 304.0
+    assert keepalive.heartbeat_deadline() == 8.0
+
+
+@pytest.mark.parametrize(("dead", "idle"), [(0.0, 10.0), (10.0, -1.0), (float("nan"), 10.0)])
+def test_liveness_must_be_positive_and_stays_unchanged(dead: float, idle: float) -> None:
+    keepalive = Keepalive(CFG, 0.0, heartbeats=True)
+    with pytest.raises(ValueError, match="positive"):
+        keepalive.set_liveness(dead, idle)
+    assert keepalive.dead_peer_deadline() == 32.0
+    assert keepalive.idle_deadline() == 128.0

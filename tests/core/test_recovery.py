@@ -376,3 +376,22 @@ def test_loss_timer_firing_at_its_deadline_always_declares_loss(step: float) -> 
         assert numbers(outcome.lost) == [base]
         assert recovery.deadline() is None
         recovery.on_packet_number_used(base + 3)
+
+
+def test_peer_reappearing_resets_backoff_and_probes_only_overdue_data() -> None:
+    recovery = LossRecovery(CONFIG)
+    assert recovery.on_peer_reappeared(0.0).overdue is None  # nothing in flight
+    recovery.on_packet_sent(packet(0, 0.0))
+    recovery.on_packet_sent(packet(1, 0.5))
+    recovery.on_timeout(FIRST_PTO + 0.5)
+    assert recovery.pto_count == 1
+    fresh = recovery.on_peer_reappeared(FIRST_PTO - 0.25)  # the oldest is not overdue yet
+    assert (fresh.probes, fresh.overdue) == (0, None)
+    assert recovery.pto_count == 0
+    recovery.on_timeout(FIRST_PTO + 0.5)
+    outcome = recovery.on_peer_reappeared(FIRST_PTO + 1.0)
+    assert outcome.probes == 2
+    assert outcome.overdue is not None
+    assert outcome.overdue.packet_number == 0
+    assert recovery.pto_count == 0
+    assert recovery.deadline() == 0.5 + FIRST_PTO  # back to the unbacked-off PTO

@@ -9,7 +9,13 @@ clock, and rngs derived from the seed, so a run is a pure function of its seed.
 Addresses (project convention, loopback strings only): the hub is public at
 127.1.0.1:7000; daemon N sits behind its own NAT (public 127.1.1.N) at 127.16.N.2.
 
-Crashes: ``crash(node)`` makes the node's socket silent (nothing more leaves it: no
+Daemons learn their NAT's mapping timeout by default (``learn=False`` turns it off):
+each gets a second socket, the probe socket, and the host's current address as its local
+address. ``add_daemon(nat=NatConfig(...))`` sets its NAT's behaviour; ``add_network`` and
+``move`` model a handover to another NAT. Sockets count what they send and receive
+(``CrashableSocket.bytes_sent`` ...), for bytes-on-the-wire figures.
+
+Crashes: ``crash(node)`` makes the node's sockets silent (nothing more leaves them: no
 CLOSE, no last flush), cancels its task and closes its store. All in-memory state is
 gone; what the store committed stays. ``restart(node)`` starts it again on the same
 data directory, the way a process restart would.
@@ -29,6 +35,7 @@ from typing import Any
 import trio
 
 from netsim.models import LinkProfile
+from netsim.nat import NatConfig
 from netsim.network import Network, open_network
 from netsim.socket import VirtualUDPSocket
 from udpim.core.config import SessionConfig
@@ -54,17 +61,30 @@ class CrashableSocket:
     def __init__(self, inner: VirtualUDPSocket) -> None:
         self.inner = inner
         self.crashed = False
+        self.datagrams_sent = self.bytes_sent = 0
+        self.datagrams_received = self.bytes_received = 0
 
     async def sendto(self, data: bytes, address: Any, /) -> int:
         if self.crashed:
             await trio.lowlevel.checkpoint()
             return len(data)
-        return await self.inner.sendto(data, address)
+        sent = await self.inner.sendto(data, address)
+        self.datagrams_sent += 1
+        self.bytes_sent += len(data)
+        return sent
 
     async def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]:
         if self.crashed:
             await trio.sleep_forever()
-        return await self.inner.recvfrom(bufsize)
+        data, source = await self.inner.recvfrom(bufsize)
+        self.datagrams_received += 1
+        self.bytes_received += len(data)
+        return data, source
+
+    def wire_bytes(self) -> int:
+        """Bytes sent and received on the wire: UDP payloads + 28 bytes IPv4/UDP each."""
+        datagrams = self.datagrams_sent + self.datagrams_received
+        return self.bytes_sent + self.bytes_received + 28 * datagrams
 
     def getsockname(self) -> Any:
         return self.inner.getsockname()
@@ -105,6 +125,9 @@ class DaemonNode(Node):
     user: str = ""
     hub_key: bytes | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
+    learn: bool = True
+    """Learn the NAT's mapping timeout (a probe socket beside the main one)."""
+    probe_sock: CrashableSocket | None = None
     info: PeerInfo | None = None
     events: list[tuple[float, Event]] = field(default_factory=list)
     """Every notice of every run, with its virtual time."""
@@ -211,18 +234,28 @@ class World:
         hub_key: bytes | None = None,
         copy_identity_of: DaemonNode | None = None,
         session: SessionConfig | None = None,
+        nat: NatConfig | None = None,
+        learn: bool = True,
     ) -> DaemonNode:
-        """Create a daemon's host (behind its own NAT) and data directory; not started."""
+        """Create a daemon's host (behind its own NAT, ``nat-NAME``) and data directory;
+        not started."""
         self._daemons += 1
         n = self._daemons
-        self.network.add_nat(f"nat-{name}", f"127.1.1.{n}")
+        self.network.add_nat(f"nat-{name}", f"127.1.1.{n}", nat or NatConfig())
         self.network.add_host(name, f"127.16.{n}.2", nat=f"nat-{name}", up=up, down=down)
         data_dir = self.tmp / name
         if copy_identity_of is not None:
             data_dir.mkdir(mode=0o700)
             shutil.copy2(copy_identity_of.data_dir / IDENTITY_FILE, data_dir / IDENTITY_FILE)
         node = DaemonNode(
-            name, data_dir, name, 0, user=user, hub_key=hub_key, session=session or SessionConfig()
+            name,
+            data_dir,
+            name,
+            0,
+            user=user,
+            hub_key=hub_key,
+            session=session or SessionConfig(),
+            learn=learn,
         )
         self._nodes.append(node)
         return node
@@ -242,9 +275,20 @@ class World:
         assert node.sock is not None
         assert node.store is not None
         config = PeerConfig(
-            node.data_dir, node.user, HUB_ADDRESS, hub_key=node.hub_key, session=node.session
+            node.data_dir,
+            node.user,
+            HUB_ADDRESS,
+            hub_key=node.hub_key,
+            session=node.session,
+            learn_keepalive=node.learn,
         )
         node.run_start = len(node.events)
+        host = self.network.host(node.host)
+
+        async def local_address() -> str:
+            await trio.lowlevel.checkpoint()
+            return host.address
+
         async with trio.open_nursery() as nursery:
             serve = partial(
                 serve_peer,
@@ -254,6 +298,8 @@ class World:
                 rng=self.rng(node.name, node.generation),
                 wall_clock_ms=self.clock_ms,
                 control=False,
+                probe_sock=node.probe_sock,
+                local_address=local_address,
             )
             node.info = await nursery.start(serve)
             await nursery.start(_record_events, node.info.handle, node.events)
@@ -268,6 +314,10 @@ class World:
         raw = self.network.host(node.host).socket()
         await raw.bind(("0.0.0.0", node.port))
         node.sock = CrashableSocket(raw)
+        if isinstance(node, DaemonNode) and node.learn:
+            probe = self.network.host(node.host).socket()
+            await probe.bind(("0.0.0.0", 0))
+            node.probe_sock = CrashableSocket(probe)
         kind: StoreKind = "hub" if isinstance(node, HubNode) else "peer"
         database = HUB_DATABASE if kind == "hub" else PEER_DATABASE
         node.store = await SqliteStore.open(node.data_dir / database, kind, threaded=False)
@@ -295,6 +345,8 @@ class World:
                 node.info = None
             if node.sock is not None:
                 node.sock.close()
+            if isinstance(node, DaemonNode) and node.probe_sock is not None:
+                node.probe_sock.close()
             if node.store is not None:
                 await node.store.aclose()
             node.done.set()
@@ -305,6 +357,8 @@ class World:
         assert node.scope is not None
         assert node.done is not None
         node.sock.crashed = True
+        if isinstance(node, DaemonNode) and node.probe_sock is not None:
+            node.probe_sock.crashed = True
         node.scope.cancel()
         await node.done.wait()
 
@@ -314,6 +368,18 @@ class World:
         assert node.done is not None
         node.scope.cancel()
         await node.done.wait()
+
+    # ------------------------------------------------------------------ networks
+
+    def add_network(self, name: str, public_ip: str, nat: NatConfig | None = None) -> str:
+        """Add a NAT ``name`` (another network a daemon can move to); returns its name."""
+        self.network.add_nat(name, public_ip, nat or NatConfig())
+        return name
+
+    def move(self, node: DaemonNode, nat: str, address: str) -> None:
+        """Move ``node``'s host behind ``nat`` at private ``address`` now (a handover:
+        its sockets keep their ports, its NAT mappings are new)."""
+        self.network.move_host(node.host, address, nat=nat)
 
     @staticmethod
     async def wait_welcomed(*nodes: DaemonNode, timeout_s: float = 300.0) -> None:

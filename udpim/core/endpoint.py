@@ -182,6 +182,12 @@ class Endpoint:
         session.close(now, code, text)
         self._touch(session.local_cid)
 
+    def touch(self, session: Session) -> None:
+        """Re-read ``session``'s deadline at the next flush: call it after changing the
+        session's settings directly (``set_heartbeat_interval``, ``set_liveness``)."""
+        if self._sessions.get(session.local_cid) is session:
+            self._touch(session.local_cid)
+
     def session(self, cid: bytes) -> Session | None:
         """The session that owns ``cid``, if any."""
         return self._sessions.get(cid)

@@ -12,7 +12,9 @@ Rules:
   ``idle_deadline`` count from the last packet that decrypted. Forged or replayed bytes
   cannot keep a dead session alive, and cannot kill a live one.
 * The interval can be changed at run time (``set_heartbeat_interval``), so a daemon that
-  learns its NAT's mapping timeout can settle on a cheaper interval.
+  learns its NAT's mapping timeout can settle on a cheaper interval; and so can the
+  liveness timeouts (``set_liveness``), so the side that hears those heartbeats does not
+  declare a peer with a long interval dead between two of them (docs/PROTOCOL.md 8.1).
 
 This object only computes deadlines; the session decides what to do when they pass.
 """
@@ -65,6 +67,20 @@ class Keepalive:
         if not interval_s > 0:
             raise ValueError(f"heartbeat interval must be positive, not {interval_s}")
         self.heartbeat_interval_s = interval_s
+
+    def set_liveness(self, dead_peer_timeout_s: float, idle_timeout_s: float) -> None:
+        """Change the dead-peer and idle timeouts from now on (counted, as always, from
+        the last authenticated packet).
+
+        Raises:
+            ValueError: if either timeout is not positive (nothing is changed).
+        """
+        if not dead_peer_timeout_s > 0:
+            raise ValueError(f"dead-peer timeout must be positive, not {dead_peer_timeout_s}")
+        if not idle_timeout_s > 0:
+            raise ValueError(f"idle timeout must be positive, not {idle_timeout_s}")
+        self.dead_peer_timeout_s = dead_peer_timeout_s
+        self.idle_timeout_s = idle_timeout_s
 
     def on_sent(self, now: float) -> None:
         """Record that a packet (of any kind) left for the peer."""

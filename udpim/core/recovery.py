@@ -27,7 +27,13 @@ Rules kept:
   the congestion window (RFC 9002 7.5); ``can_send`` is for new data only.
 * Persistent congestion (RFC 9002 7.6) is judged on each batch of lost packets by
   ``congestion.in_persistent_congestion`` over ``3 * pto`` (before backoff).
-* Any acknowledgement of new packets resets ``pto_count``.
+* Any acknowledgement of new packets resets ``pto_count``. So does hearing from a peer
+  that was silent for longer than a PTO, or on a newly validated path
+  (``on_peer_reappeared``): the backoff grew while the peer could not hear us (a NAT
+  mapping that died, a network that was gone), and it is back now. If ack-eliciting data
+  has been outstanding for a PTO or more by then, probes are owed at once (QUIC resets
+  its backoff on migration the same way), so a push that met a dead mapping is repaired
+  about one RTT after the peer re-appears instead of after a backed-off PTO.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ __all__ = [
     "MAX_PROBES",
     "AckOutcome",
     "LossRecovery",
+    "ReappearedOutcome",
     "RecoveryStatistics",
     "SentPacket",
     "TimeoutOutcome",
@@ -106,6 +113,17 @@ class TimeoutOutcome:
 
 @final
 @dataclass(frozen=True, slots=True)
+class ReappearedOutcome:
+    """What hearing from a peer that was away did: probes to send now (0..2), and the
+    oldest ack-eliciting packet that had been outstanding for at least a PTO (None: no
+    data was overdue, nothing to repair)."""
+
+    probes: int
+    overdue: SentPacket | None
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class RecoveryStatistics:
     """A snapshot of loss recovery, RTT and congestion state."""
 
@@ -124,6 +142,7 @@ class RecoveryStatistics:
 
 _NOTHING_ACKED = AckOutcome((), (), False)
 _NOTHING_DUE = TimeoutOutcome((), 0)
+_NOTHING_OVERDUE = ReappearedOutcome(0, None)
 
 
 @final
@@ -377,6 +396,21 @@ class LossRecovery:
         backoff = 1 << min(self._pto_count, self._config.max_pto_backoff)
         pto_s = self.rtt.pto_s(self._config.max_ack_delay_s)
         return self._last_eliciting_time + pto_s * backoff
+
+    def on_peer_reappeared(self, now: float) -> ReappearedOutcome:
+        """The peer was heard after a silence longer than a PTO, or on a path that was
+        just validated: reset the PTO backoff, and probe at once if data is overdue
+        (see the module rules).
+
+        Returns:
+            The probes owed now (as many as a PTO expiry would ask for) and the oldest
+            overdue packet, or no probes and None when nothing was outstanding for a PTO.
+        """
+        self._pto_count = 0
+        oldest = self.oldest_unacked(1)
+        if not oldest or now - oldest[0].time_sent < self.rtt.pto_s(self._config.max_ack_delay_s):
+            return _NOTHING_OVERDUE
+        return ReappearedOutcome(min(MAX_PROBES, self._eliciting_in_flight), oldest[0])
 
     def on_timeout(self, now: float) -> TimeoutOutcome:
         """Run the loss-detection timer (RFC 9002 A.9).

@@ -6,6 +6,7 @@ datagrams and time, and it returns datagrams, one timer deadline and events:
     session.receive_datagram(data, address, now)     # any bytes from the network
     session.send_message(payload, now) -> int          # queue an application message
     session.close(now)
+    session.set_heartbeat_interval(s); session.set_liveness(dead_s, idle_s)
     session.datagrams_to_send(now) -> [(bytes, address)]
     session.get_timer() -> float | None                # one absolute deadline
     session.handle_timer(now)
@@ -267,10 +268,29 @@ class Session:
     def set_heartbeat_interval(self, interval_s: float) -> None:
         """Change the heartbeat interval (adaptive keepalive); see ``Keepalive``.
 
+        A driver behind an ``Endpoint`` calls ``Endpoint.touch`` afterwards, so the new
+        deadline is taken into account.
+
         Raises:
             ValueError: if the interval is not positive.
         """
         self._keepalive.set_heartbeat_interval(interval_s)
+
+    def set_liveness(self, dead_peer_timeout_s: float, idle_timeout_s: float) -> None:
+        """Change the dead-peer and idle timeouts (docs/PROTOCOL.md 8.1), e.g. when the
+        peer announced a longer heartbeat interval, so it is not declared unreachable
+        between two heartbeats. Both count from the last authenticated packet; a session
+        already unreachable stays so until the peer is heard. A driver behind an
+        ``Endpoint`` calls ``Endpoint.touch`` afterwards.
+
+        Raises:
+            ValueError: if either timeout is not positive (nothing is changed).
+        """
+        self._keepalive.set_liveness(dead_peer_timeout_s, idle_timeout_s)
+
+    def silent_for_s(self, now: float) -> float:
+        """Seconds since the last authenticated packet from the peer (or since creation)."""
+        return self._keepalive.silent_for_s(now)
 
     # --- input -----------------------------------------------------------------------
 
@@ -308,6 +328,8 @@ class Session:
         if self.state in (SessionState.INITIATING, SessionState.CLOSED):
             raise BadPacket(DropReason.UNEXPECTED, f"DATA in {self.state.value}")
         packet_number, frames, is_largest = self._tx.open_untrusted(data, now)
+        # The peer re-appears if it was silent for longer than a PTO (docs/PROTOCOL.md 7.8).
+        reappeared = now - self._keepalive.last_received > self._tx.pto_s()
         self._keepalive.on_authenticated(now)
         self._tx.counters.on_received(len(data))
         before = self.state
@@ -328,7 +350,10 @@ class Session:
             if self._tx.peer_closed(frames) is not None:
                 self._advance(SessionInput.PEER_CLOSED)
             return
+        migrations = self._path.migrations
         closed = self._tx.on_frames(packet_number, frames, now)
+        if closed is None and (reappeared or self._path.migrations != migrations):
+            self._tx.on_peer_reappeared(now)
         if closed is not None:
             self._advance(SessionInput.PEER_CLOSED)
             self._drain_messages()

@@ -38,6 +38,9 @@ class Counters:
         "packets_received",
         "packets_sent",
         "probes_sent",
+        "reachability_gap_max_s",
+        "reachability_gap_total_s",
+        "reachability_gaps",
     )
 
     def __init__(self) -> None:
@@ -45,6 +48,8 @@ class Counters:
         self.bytes_sent = self.bytes_received = 0
         self.packets_lost = self.frames_retransmitted = self.probes_sent = 0
         self.messages_sent = self.messages_received = self.messages_delivered = 0
+        self.reachability_gaps = 0
+        self.reachability_gap_total_s = self.reachability_gap_max_s = 0.0
         self.drops: dict[DropReason, int] | None = None
 
     def drop(self, reason: DropReason) -> None:
@@ -52,6 +57,12 @@ class Counters:
         if self.drops is None:
             self.drops = {}
         self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def on_gap(self, gap_s: float) -> None:
+        """Count one reachability gap: data that waited ``gap_s`` for the peer to re-appear."""
+        self.reachability_gaps += 1
+        self.reachability_gap_total_s += gap_s
+        self.reachability_gap_max_s = max(self.reachability_gap_max_s, gap_s)
 
     def on_received(self, size: int) -> None:
         """Count one authenticated datagram."""
@@ -72,6 +83,12 @@ class SessionStatistics:
     ``drops`` counts datagrams dropped by this session, keyed by ``DropReason`` value;
     ``receive_buffered_bytes`` is reassembly memory in use (never above the window we
     advertised), ``send_buffered_bytes`` message bytes queued or awaiting acknowledgement.
+    ``heartbeat_interval_s``, ``dead_peer_timeout_s`` and ``idle_timeout_s`` are the
+    values in force (``set_heartbeat_interval``, ``set_liveness``).
+    ``reachability_gaps`` counts ack-eliciting packets that were overdue (outstanding for
+    a PTO or more) when the peer re-appeared after a silence or on a new path, and were
+    then probed at once; ``reachability_gap_total_s``/``_max_s`` sum and bound how long
+    each had waited since it was first sent (docs/PROTOCOL.md 7.8).
     """
 
     state: SessionState
@@ -91,6 +108,12 @@ class SessionStatistics:
     key_updates_sent: int
     key_updates_received: int
     path_migrations: int
+    heartbeat_interval_s: float
+    dead_peer_timeout_s: float
+    idle_timeout_s: float
+    reachability_gaps: int
+    reachability_gap_total_s: float
+    reachability_gap_max_s: float
     smoothed_rtt_s: float
     rttvar_s: float
     min_rtt_s: float
@@ -133,6 +156,12 @@ def build_statistics(
         key_updates_sent=keys.key_updates_sent if keys is not None else 0,
         key_updates_received=keys.key_updates_received if keys is not None else 0,
         path_migrations=path.migrations,
+        heartbeat_interval_s=keepalive.heartbeat_interval_s,
+        dead_peer_timeout_s=keepalive.dead_peer_timeout_s,
+        idle_timeout_s=keepalive.idle_timeout_s,
+        reachability_gaps=counters.reachability_gaps,
+        reachability_gap_total_s=counters.reachability_gap_total_s,
+        reachability_gap_max_s=counters.reachability_gap_max_s,
         smoothed_rtt_s=rtt.smoothed_rtt_s,
         rttvar_s=rtt.rttvar_s,
         min_rtt_s=rtt.min_rtt_s,

@@ -86,6 +86,7 @@ class Transmitter:
         "_keepalive",
         "_largest_acked",
         "_largest_received",
+        "_last_gap_packet",
         "_max_ack_delay_s",
         "_max_datagram",
         "_next_pn",
@@ -116,6 +117,7 @@ class Transmitter:
         self._max_datagram = config.max_datagram_bytes
         self._max_ack_delay_s = config.max_ack_delay_s
         self._largest_acked: int | None = None
+        self._last_gap_packet = -1
         self.recovery = recovery
         self._acks = acks
         self._send = send
@@ -286,6 +288,10 @@ class Transmitter:
     def _pto_s(self) -> float:
         return self.recovery.rtt.pto_s(self._max_ack_delay_s)
 
+    def pto_s(self) -> float:
+        """The current probe timeout, before backoff (docs/PROTOCOL.md 7.8)."""
+        return self._pto_s()
+
     @property
     def heartbeat_owed(self) -> bool:
         """A heartbeat was requested and has not gone out yet (the budget held it)."""
@@ -311,20 +317,38 @@ class Transmitter:
         if deadline is not None and now >= deadline:
             outcome = self.recovery.on_timeout(now)
             self._on_lost(outcome.lost)
-            if outcome.probes:
-                self._pending.probes += outcome.probes
-                # Probe with the oldest unacknowledged data: if it was lost, the
-                # probe repairs it one RTO sooner than waiting for the ACK would.
-                for packet in self.recovery.oldest_unacked(outcome.probes):
-                    for frame in packet.frames:
-                        if isinstance(frame, DataFrame):
-                            self._send.on_frame_lost(frame)
+            self._probe(outcome.probes)
         self._path.on_timeout(now)
         keys = self.keys
         assert keys is not None  # timers run only in the states that have keys
         discard = keys.deadline()
         if discard is not None and now >= discard:
             keys.discard_previous()
+
+    def on_peer_reappeared(self, now: float) -> None:
+        """The peer was heard after a silence longer than a PTO or on a newly validated
+        path: reset the probe backoff and probe overdue data at once (``recovery.py``).
+        Each overdue packet repaired this way counts one reachability gap, lasting from
+        its first send until now."""
+        outcome = self.recovery.on_peer_reappeared(now)
+        overdue = outcome.overdue
+        if overdue is None:
+            return
+        self._probe(outcome.probes)
+        if overdue.packet_number != self._last_gap_packet:
+            self._last_gap_packet = overdue.packet_number
+            self.counters.on_gap(now - overdue.time_sent)
+
+    def _probe(self, probes: int) -> None:
+        """Owe ``probes`` probes, carrying the oldest unacknowledged data: if it was lost,
+        a probe repairs it one RTO sooner than waiting for the ACK would."""
+        if not probes:
+            return
+        self._pending.probes += probes
+        for packet in self.recovery.oldest_unacked(probes):
+            for frame in packet.frames:
+                if isinstance(frame, DataFrame):
+                    self._send.on_frame_lost(frame)
 
     # --- output ----------------------------------------------------------------------
 

@@ -6,9 +6,11 @@ randomness as an injected ``rng`` callable, and every effect goes out as an acti
 
 Modules: ``protocol`` (the codec), ``frames``, ``formats`` (names, ids, limits), ``ops``
 (store operations and their results), ``actions``, ``events`` (notices for the shell),
-``hubcore`` (``HubCore``), ``peercore`` (``PeerCore``), and their parts: ``accounts``,
-``hubsession``, ``hubrouting``, ``mailbox``, ``presence``, ``outbox``, ``inboxacks``,
-``contacts``, ``peerrecords``, ``pending``.
+``hubcore`` (``HubCore``), ``peercore`` (``PeerCore``), ``natlearn`` (``NatLearner``,
+learning the NAT's mapping timeout; its ``now`` is monotonic float seconds, like the
+session layer's), ``liveness`` (timeouts from a heartbeat interval), and their parts:
+``accounts``, ``hubsession``, ``hubrouting``, ``mailbox``, ``presence``, ``outbox``,
+``inboxacks``, ``contacts``, ``peerrecords``, ``pending``.
 """
 
 from udpim.im.actions import Action, Close, Notify, Send, Store

@@ -11,6 +11,10 @@ Every core input method returns ``list[Action]``; the shell executes them IN ORD
   ``core.on_store_result(token, result)`` or ``core.on_store_error(token, error)``.
 * ``Notify(event)``: hand the ``udpim.im.events`` notice to whoever listens (control
   socket subscribers, logs). Never fed back into the core.
+* ``SetLiveness(sid, ...)`` (hub): ``Session.set_liveness`` on that session (then
+  ``Endpoint.touch``), and remember its keepalive figures for reachability.
+* ``ScheduleEcho(sid, token, delay_s)`` (hub): hand the request to the hub's one echo
+  scheduler (``udpim.net.natprobe``); a session gone meanwhile cancels it there.
 
 ``sid`` is the session's local connection ID (``Session.local_cid``).
 """
@@ -23,7 +27,7 @@ from typing import final
 from udpim.im.events import Event
 from udpim.im.ops import Op
 
-__all__ = ["Action", "Close", "Notify", "Send", "Store"]
+__all__ = ["Action", "Close", "Notify", "ScheduleEcho", "Send", "SetLiveness", "Store"]
 
 
 @final
@@ -61,4 +65,34 @@ class Notify:
     event: Event
 
 
-Action = Send | Close | Store | Notify
+@final
+@dataclass(frozen=True, slots=True)
+class SetLiveness:
+    """Session ``sid`` announced its keepalive (``keepalive`` frame): apply these timeouts.
+
+    Attributes:
+        sid: the session.
+        dead_peer_timeout_s: ``2 x heartbeat_interval_s + 10 s``.
+        idle_timeout_s: ``max(the hub's idle timeout, 4 x heartbeat_interval_s)``.
+        heartbeat_interval_s: the daemon's interval (as the hub bounds it).
+        nat_timeout_s: the daemon's learned NAT mapping timeout, or None if unknown.
+    """
+
+    sid: bytes
+    dead_peer_timeout_s: float
+    idle_timeout_s: float
+    heartbeat_interval_s: float
+    nat_timeout_s: float | None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ScheduleEcho:
+    """Session ``sid`` asked (``nat_probe``) for an echo of ``token`` in ``delay_s``."""
+
+    sid: bytes
+    token: bytes
+    delay_s: float
+
+
+Action = Send | Close | Store | Notify | SetLiveness | ScheduleEcho

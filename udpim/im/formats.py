@@ -5,6 +5,8 @@
 * Message ids: 24 lowercase hex chars (12 random bytes from the sending daemon's rng).
 * Bodies: text of at most 64 KiB in UTF-8 (so no lone surrogates).
 * Ints: 0 .. 2**63-1 (a signed 64-bit database integer).
+* NAT probe tokens: 16 lowercase hex chars (8 random bytes); probe delays at most
+  ``MAX_PROBE_DELAY_MS`` (docs/IM.md section 16).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Final
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_INT",
+    "MAX_PROBE_DELAY_MS",
     "MAX_REASON_CHARS",
     "MAX_WATCH_USERS",
     "valid_body",
     "valid_device",
     "valid_message_id",
+    "valid_token",
     "valid_user_name",
 ]
 
@@ -31,10 +35,13 @@ MAX_REASON_CHARS: Final = 256
 """Longest ``refused``/``rejected`` reason text, in chars."""
 MAX_WATCH_USERS: Final = 1000
 """Most names in one ``watch`` frame."""
+MAX_PROBE_DELAY_MS: Final = 900_000
+"""Longest delay a ``nat_probe`` may ask for (15 min)."""
 
 _NAME_RE: Final = re.compile(r"[a-z0-9_.-]{1,32}")
 _DEVICE_RE: Final = re.compile(r"[0-9a-f]{16}")
 _ID_RE: Final = re.compile(r"[0-9a-f]{24}")
+_TOKEN_RE: Final = re.compile(r"[0-9a-f]{16}")
 
 
 def valid_user_name(name: object) -> bool:
@@ -50,6 +57,11 @@ def valid_device(device: object) -> bool:
 def valid_message_id(message_id: object) -> bool:
     """True if ``message_id`` is a message id: 24 lowercase hex chars."""
     return isinstance(message_id, str) and _ID_RE.fullmatch(message_id) is not None
+
+
+def valid_token(token: object) -> bool:
+    """True if ``token`` is a NAT probe token: 16 lowercase hex chars."""
+    return isinstance(token, str) and _TOKEN_RE.fullmatch(token) is not None
 
 
 def valid_body(body: object) -> bool:

@@ -20,6 +20,8 @@ __all__ = [
     "Frame",
     "HelloFrame",
     "HubFrame",
+    "KeepaliveFrame",
+    "NatProbeFrame",
     "PresenceFrame",
     "ReceiptAckFrame",
     "ReceiptFrame",
@@ -80,6 +82,27 @@ class WatchFrame:
     """``watch``: subscribe to the presence of ``users`` (replaces the previous set)."""
 
     users: tuple[str, ...]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class KeepaliveFrame:
+    """``keepalive``: we send a heartbeat after ``interval_ms`` of silence; our NAT keeps
+    an idle mapping at least ``nat_timeout_ms`` (0: not known). The hub sets the
+    session's liveness from it (docs/IM.md section 16)."""
+
+    interval_ms: int
+    nat_timeout_ms: int = 0
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class NatProbeFrame:
+    """``nat_probe``: ``delay_ms`` from now, echo ``token`` (16 hex chars) to the address
+    the hub saw it come from in an *observe* datagram (docs/IM.md section 16)."""
+
+    token: str
+    delay_ms: int
 
 
 # Hub -> client
@@ -153,7 +176,15 @@ class PresenceFrame:
     online: bool
 
 
-ClientFrame = HelloFrame | SendFrame | AckFrame | ReceiptAckFrame | WatchFrame
+ClientFrame = (
+    HelloFrame
+    | SendFrame
+    | AckFrame
+    | ReceiptAckFrame
+    | WatchFrame
+    | KeepaliveFrame
+    | NatProbeFrame
+)
 HubFrame = (
     WelcomeFrame
     | RefusedFrame

@@ -19,6 +19,9 @@ Rules (docs/IM.md):
   pushed to the sending device if connected, else on its next welcome.
 * Store results may come back long after later inputs, or for sessions that have ended:
   each result names its session record, and applies only while that record is live.
+* ``keepalive`` sets the session's liveness (``udpim.im.liveness``) and ``nat_probe``
+  asks the shell's echo scheduler for an echo (docs/IM.md section 16); neither touches
+  the store, and both are accepted only once welcomed.
 
 Theory: ``on_message`` decodes, checks the session phase, and dispatches on the frame
 type; every store op gets a token and a record (``hubsession``) saying what to do with
@@ -30,7 +33,7 @@ from __future__ import annotations
 from typing import Final, cast, final
 
 from udpim.im.accounts import AccountBook, Admission
-from udpim.im.actions import Action, Close, Notify, Send
+from udpim.im.actions import Action, Close, Notify, ScheduleEcho, Send
 from udpim.im.events import (
     AccountBound,
     PresenceChanged,
@@ -54,6 +57,7 @@ from udpim.im.hubsession import (
     StoringMessage,
     TouchingDevice,
 )
+from udpim.im.liveness import liveness_for
 from udpim.im.ops import BindAccount, Delivery, LoadAccounts, ReceiptDue, TouchDevice
 from udpim.im.pending import PendingOps
 from udpim.im.presence import PresenceBoard
@@ -62,6 +66,8 @@ from udpim.im.protocol import (
     AckFrame,
     BadFrame,
     HelloFrame,
+    KeepaliveFrame,
+    NatProbeFrame,
     PresenceFrame,
     ReceiptAckFrame,
     RefusedFrame,
@@ -87,6 +93,8 @@ DEFAULT_PUSH_WINDOW_BYTES: Final = 1 << 20
 """Stop pushing to a session once its unacked bodies reach about this many chars."""
 DEFAULT_PAGE_SIZE: Final = 64
 """Mailbox entries per ``LoadMailbox``."""
+DEFAULT_IDLE_TIMEOUT_S: Final = 600.0
+"""The session idle timeout a ``keepalive`` never lowers (SessionConfig's default)."""
 
 REASON_TAKEN: Final = "user name belongs to another key"
 REASON_UNKNOWN_USER: Final = "unknown user"
@@ -104,6 +112,8 @@ class HubCore:
         push_window: most unacked ``deliver`` frames per session.
         push_window_bytes: about the most unacked body chars per session.
         page_size: mailbox entries per load.
+        idle_timeout_s: the hub's session idle timeout, the floor of the idle timeout a
+            ``keepalive`` sets.
     """
 
     def __init__(
@@ -113,7 +123,9 @@ class HubCore:
         push_window: int = DEFAULT_PUSH_WINDOW,
         push_window_bytes: int = DEFAULT_PUSH_WINDOW_BYTES,
         page_size: int = DEFAULT_PAGE_SIZE,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
+        self._idle_timeout_s = idle_timeout_s
         self._accounts = AccountBook(closed=closed)
         self._sessions: dict[bytes, HubSession] = {}
         self._devices: dict[tuple[str, str], HubSession] = {}  # past hello, not ended
@@ -178,6 +190,13 @@ class HubCore:
             return [self._router.forget_receipt(session, frame)]
         if isinstance(frame, WatchFrame):
             return self._on_watch(session, frame)
+        if isinstance(frame, KeepaliveFrame):
+            self._counters.keepalives += 1
+            action = liveness_for(session.sid, frame, self._idle_timeout_s)
+            return [] if action is None else [action]
+        if isinstance(frame, NatProbeFrame):
+            self._counters.nat_probes += 1
+            return [ScheduleEcho(session.sid, bytes.fromhex(frame.token), frame.delay_ms / 1000)]
         return self._end(session, f"unexpected frame {type(frame).__name__}")
 
     def on_unreachable(self, sid: bytes) -> list[Action]:
@@ -255,6 +274,8 @@ class HubCore:
             bad_frames=c.bad_frames,
             store_errors=c.store_errors,
             store_ops_pending=len(self._pending),
+            keepalives=c.keepalives,
+            nat_probes=c.nat_probes,
         )
 
     # ------------------------------------------------------------------ accounts, hello

@@ -181,6 +181,8 @@ class HubStatistics:
         bad_frames: session messages that were not acceptable frames.
         store_errors: store ops that failed.
         store_ops_pending: store ops submitted and not yet answered.
+        keepalives: ``keepalive`` frames received.
+        nat_probes: ``nat_probe`` frames received (echo requests).
     """
 
     sessions: int
@@ -196,6 +198,8 @@ class HubStatistics:
     bad_frames: int
     store_errors: int
     store_ops_pending: int
+    keepalives: int = 0
+    nat_probes: int = 0
 
 
 @dataclass(slots=True)
@@ -210,3 +214,5 @@ class HubCounters:
     refused_hellos: int = 0
     bad_frames: int = 0
     store_errors: int = 0
+    keepalives: int = 0
+    nat_probes: int = 0

@@ -16,6 +16,8 @@ Rules (docs/IM.md):
   ``MessageArrived`` is reported only for messages new to the inbox.
 * State changes are reported (``OutboxChanged``) only after they are on disk; a
   ``receipt_ack`` goes out only after ``delivered`` is on disk.
+* The keepalive the shell set (``set_keepalive``) is announced after every welcome and
+  whenever it changes; ``nat_probe`` requests go out only while welcomed (docs/IM.md 16).
 
 Theory: each connection gets a generation number; store results that belong to an
 older connection still update the disk-derived state but never send on the new one.
@@ -60,12 +62,15 @@ from udpim.im.peerrecords import (
 )
 from udpim.im.pending import PendingOps
 from udpim.im.protocol import (
+    MAX_PROBE_DELAY_MS,
     AcceptedFrame,
     AckFrame,
     BadFrame,
     DeliverFrame,
     Frame,
     HelloFrame,
+    KeepaliveFrame,
+    NatProbeFrame,
     PresenceFrame,
     ReceiptAckFrame,
     ReceiptFrame,
@@ -130,6 +135,7 @@ class PeerCore:
         self._presence: dict[str, bool] = {}
         self._watching = WatchList(user)
         self._pending: PendingOps[PeerPending] = PendingOps()
+        self._keepalive: KeepaliveFrame | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -212,6 +218,39 @@ class PeerCore:
         """Record ``key`` as the hub's key (trust on first use by the shell)."""
         self._hub_key = key
         return [self._pending.submit(PinHubKey(key), PinningKey())]
+
+    def set_keepalive(self, interval_s: float, nat_timeout_s: float | None) -> list[Action]:
+        """Announce our heartbeat interval (and the learned NAT timeout, if known) to the
+        hub now if welcomed, and after every later welcome.
+
+        Raises:
+            LocalProtocolError: the interval is not positive.
+        """
+        if not interval_s > 0:
+            raise LocalProtocolError(f"heartbeat interval must be positive, not {interval_s}")
+        nat_timeout_ms = round(nat_timeout_s * 1000) if nat_timeout_s else 0
+        frame = KeepaliveFrame(max(1, round(interval_s * 1000)), nat_timeout_ms)
+        if frame == self._keepalive:
+            return []
+        self._keepalive = frame
+        return self._send_keepalive()
+
+    def request_nat_probe(self, token: bytes, delay_s: float) -> list[Action]:
+        """Ask the hub to echo ``token`` (8 bytes) in ``delay_s`` (``nat_probe``).
+
+        Returns:
+            The ``Send``, or nothing when not welcomed (the request is not queued: the
+            shell retries the test once welcomed again).
+
+        Raises:
+            LocalProtocolError: a token that is not 8 bytes, or a delay out of range.
+        """
+        delay_ms = round(delay_s * 1000)
+        if len(token) != 8 or not 0 <= delay_ms <= MAX_PROBE_DELAY_MS:
+            raise LocalProtocolError("a NAT probe needs an 8-byte token and a delay of 0..900 s")
+        if self._phase is not ConnectionPhase.WELCOMED or self._sid is None:
+            return []
+        return [Send(self._sid, encode_frame(NatProbeFrame(token.hex(), delay_ms)))]
 
     def status(self) -> dict[str, object]:
         """A snapshot for ``udpim status`` (JSON-ready values only)."""
@@ -357,7 +396,14 @@ class PeerCore:
         self._phase = ConnectionPhase.WELCOMED
         self._outbox.restart(self._connection)
         actions: list[Action] = [Notify(Welcomed(frame.user, frame.device, frame.hub_time))]
-        return actions + self._send_watch() + self._transmit()
+        return actions + self._send_keepalive() + self._send_watch() + self._transmit()
+
+    def _send_keepalive(self) -> list[Action]:
+        if self._phase is not ConnectionPhase.WELCOMED or self._sid is None:
+            return []
+        if self._keepalive is None:
+            return []
+        return [Send(self._sid, encode_frame(self._keepalive))]
 
     def _transmit(self) -> list[Action]:
         if self._phase is not ConnectionPhase.WELCOMED or self._sid is None:

@@ -30,11 +30,13 @@ from udpim.core.errors import UdpimError
 from udpim.im.formats import (
     MAX_BODY_BYTES,
     MAX_INT,
+    MAX_PROBE_DELAY_MS,
     MAX_REASON_CHARS,
     MAX_WATCH_USERS,
     valid_body,
     valid_device,
     valid_message_id,
+    valid_token,
     valid_user_name,
 )
 from udpim.im.frames import (
@@ -47,6 +49,8 @@ from udpim.im.frames import (
     Frame,
     HelloFrame,
     HubFrame,
+    KeepaliveFrame,
+    NatProbeFrame,
     PresenceFrame,
     ReceiptAckFrame,
     ReceiptFrame,
@@ -72,6 +76,9 @@ __all__ = [
     "Frame",
     "HelloFrame",
     "HubFrame",
+    "KeepaliveFrame",
+    "MAX_PROBE_DELAY_MS",
+    "NatProbeFrame",
     "PresenceFrame",
     "ReceiptAckFrame",
     "ReceiptFrame",
@@ -133,6 +140,19 @@ def _message_id(value: object) -> str:
     return value
 
 
+def _token(value: object) -> str:
+    if not valid_token(value):
+        raise BadFrame("bad probe token (16 lowercase hex chars)")
+    assert isinstance(value, str)
+    return value
+
+
+def _delay_ms(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_PROBE_DELAY_MS:
+        raise BadFrame(f"expected a delay in 0..{MAX_PROBE_DELAY_MS} ms")
+    return value
+
+
 def _body(value: object) -> str:
     if not valid_body(value):
         raise BadFrame("bad body (a string of at most 64 KiB UTF-8)")
@@ -179,7 +199,12 @@ def _emit_names(value: tuple[str, ...]) -> str:
     return "[" + ",".join(map(_emit_text, value)) + "]"
 
 
-_EMITTERS: Final[dict[_Check, _Emit]] = {_int: _emit_int, _bool: _emit_bool, _names: _emit_names}
+_EMITTERS: Final[dict[_Check, _Emit]] = {
+    _int: _emit_int,
+    _delay_ms: _emit_int,
+    _bool: _emit_bool,
+    _names: _emit_names,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +238,8 @@ _SPECS: Final = (
     _spec("ack", AckFrame, ("seq", _int)),
     _spec("receipt_ack", ReceiptAckFrame, ("id", _message_id)),
     _spec("watch", WatchFrame, ("users", _names)),
+    _spec("keepalive", KeepaliveFrame, ("interval_ms", _int), ("nat_timeout_ms", _int)),
+    _spec("nat_probe", NatProbeFrame, ("token", _token), ("delay_ms", _delay_ms)),
     _spec("welcome", WelcomeFrame, ("user", _name), ("device", _device), ("hub_time", _int)),
     _spec("refused", RefusedFrame, ("reason", _reason)),
     _spec("accepted", AcceptedFrame, ("id", _message_id)),

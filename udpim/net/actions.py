@@ -26,6 +26,10 @@ Rules (docs/IM.md section 14, "Shell contract"):
   session layer offers no "close after flush": waiting for the acknowledgement is exact,
   and the grace period bounds how long a dead peer can hold a doomed session open.
 * ``Notify(event)``: handed to the owner's callback (logs, control-socket waiters).
+* ``SetLiveness``: ``Session.set_liveness`` on that session (skipped if it is gone or
+  closing), ``Endpoint.touch`` so its deadline is re-read, then the owner's
+  ``on_liveness`` (the hub's reachability book). ``ScheduleEcho``: the owner's
+  ``on_echo`` (the hub's one echo scheduler); ignored without one.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from udpim.core.events import MessageDelivered, SessionClosed
 from udpim.core.frames import CloseReason
 from udpim.core.session import Session
 from udpim.core.state import SessionState
-from udpim.im.actions import Action, Close, Notify, Send, Store
+from udpim.im.actions import Action, Close, Notify, ScheduleEcho, Send, SetLiveness, Store
 from udpim.im.events import Event
 from udpim.im.ops import Op
 from udpim.net.udp import EndpointDriver
@@ -179,6 +183,8 @@ class ActionRunner:
         store: the durable store.
         on_notify: called with every ``Notify`` event; must not block.
         on_store_done: optional; told of every finished op (after the core).
+        on_liveness: optional; told of every applied ``SetLiveness``.
+        on_echo: optional; executes ``ScheduleEcho`` (must not block).
     """
 
     def __init__(
@@ -189,8 +195,12 @@ class ActionRunner:
         *,
         on_notify: Callable[[Event], None],
         on_store_done: StoreDone | None = None,
+        on_liveness: Callable[[SetLiveness], None] | None = None,
+        on_echo: Callable[[ScheduleEcho], None] | None = None,
     ) -> None:
         self._core = core
+        self._on_liveness = on_liveness
+        self._on_echo = on_echo
         self._driver = driver
         self._store = store
         self._on_notify = on_notify
@@ -219,9 +229,12 @@ class ActionRunner:
                 self._submit(action)
             elif isinstance(action, Close):
                 self.closer.request(action.sid, action.reason)
-            else:
-                assert isinstance(action, Notify)
+            elif isinstance(action, Notify):
                 self._on_notify(action.event)
+            elif isinstance(action, SetLiveness):
+                self._set_liveness(action)
+            elif self._on_echo is not None:
+                self._on_echo(action)
 
     async def wait_for_room(self) -> None:
         """Wait while ``STORE_BACKLOG_LIMIT`` store ops are unanswered (backpressure)."""
@@ -245,6 +258,17 @@ class ActionRunner:
             self._driver.send_message(session, action.payload)
         except LocalProtocolError:  # closing or closed: its SessionClosed tells the core
             return
+
+    def _set_liveness(self, action: SetLiveness) -> None:
+        endpoint = self._driver.endpoint
+        session = endpoint.session(action.sid)
+        if session is None or session.state in (SessionState.CLOSING, SessionState.CLOSED):
+            return
+        session.set_liveness(action.dead_peer_timeout_s, action.idle_timeout_s)
+        endpoint.touch(session)
+        self._driver.request_flush()
+        if self._on_liveness is not None:
+            self._on_liveness(action)
 
     def _submit(self, action: Store) -> None:
         pending: Pending

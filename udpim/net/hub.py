@@ -6,8 +6,8 @@ of session events to ``HubCore`` inputs, and the hub's logs.
 Rules:
 
 * One socket, one receive loop and one timer loop (``EndpointDriver``), one completion
-  task for the store, one closer and one drop reporter: a fixed number of tasks however
-  many sessions there are. No task per session.
+  task for the store, one closer, one echo scheduler and one drop reporter: a fixed
+  number of tasks however many sessions there are. No task per session or per probe.
 * The endpoint answers only keys ``HubCore.accept_key`` accepts (closed hubs: keys bound
   to an account; none at all until the accounts are loaded). Cookies: the endpoint's
   default posture (stateless cookies under load).
@@ -19,6 +19,12 @@ Rules:
   database directly (sqlite serialises the writers), so a running hub sees a new user
   after its next start. A failed ``LoadAccounts`` stops the hub (``ServiceFailed``).
 * An open hub answers the hub-key query (``udpim.net.keyquery``); a closed hub does not.
+  Every hub answers NAT observes with ``seen`` and sends the echoes its sessions ask for
+  (``udpim.net.natprobe``): a ``seen`` reveals no key, and echoes need a session.
+* ``keepalive`` frames set the session's liveness (``SetLiveness`` through the
+  ``ActionRunner``) and feed ``HubReachability``; ``HubInfo.status()`` reports the
+  core's statistics, reachability (reachable now, gaps) and the echo scheduler's
+  figures, and the periodic statistics line includes them.
 * ``serve_hub`` prints nothing; it logs under ``udpim.net.hub``. What strangers can
   cause (drops, refused hellos, bad frames) is only counted, and logged at most once per
   interval (``DropReporter``, ``STATISTICS_LOG_INTERVAL_S``), so logs cannot be flooded.
@@ -34,7 +40,7 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final, final
 
@@ -60,6 +66,8 @@ from udpim.net.droplog import DropReporter
 from udpim.net.errors import ServiceFailed, plain_errors
 from udpim.net.keyquery import answer_query
 from udpim.net.listen import open_udp_socket
+from udpim.net.natprobe import EchoScheduler, EchoService
+from udpim.net.reachability import HubReachability
 from udpim.net.udp import DatagramSocket, EndpointDriver
 from udpim.net.wallclock import WallClockMs, handshake_clock_ns, system_clock_ms
 from udpim.settings import Address, format_address
@@ -94,13 +102,22 @@ class HubConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
 
 
+def _no_status() -> dict[str, object]:
+    return {}
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class HubInfo:
-    """What ``serve_hub`` reports once it is listening."""
+    """What ``serve_hub`` reports once it is listening.
+
+    ``status()`` returns a JSON-ready snapshot: ``im`` (``HubStatistics``),
+    ``reachability`` (``ReachabilityReport``) and ``echoes`` (``EchoStatistics``).
+    """
 
     address: Address
     public_key: bytes
+    status: Callable[[], dict[str, object]] = field(default=_no_status, compare=False)
 
 
 async def serve_hub(
@@ -146,16 +163,18 @@ async def serve_hub(
                 real = await open_udp_socket(config.listen)
                 stack.callback(real.close)
                 sock = real
-            core = HubCore(closed=config.closed)
+            core = HubCore(
+                closed=config.closed, idle_timeout_s=config.endpoint.session.idle_timeout_s
+            )
             endpoint = Endpoint(config.endpoint, key, rng, accept_peer=core.accept_key)
-            hub = _Hub(core, store)
+            hub = _Hub(core, store, published_key=None if config.closed else key.public)
             driver = EndpointDriver(
                 endpoint,
                 sock,
                 hub.on_session_event,
                 wall_clock_ns=handshake_clock_ns(wall_clock_ms),
                 input_gate=hub.wait_for_room,
-                on_foreign=None if config.closed else lambda d, a: answer_query(d, key.public),
+                on_foreign=hub.on_foreign,
             )
             await hub.run(driver, clock_ms, key.public, config, task_status)
 
@@ -164,13 +183,38 @@ async def serve_hub(
 class _Hub:
     """The running hub: event mapping and notices (see the module docstring)."""
 
-    def __init__(self, core: HubCore, store: Store) -> None:
+    def __init__(self, core: HubCore, store: Store, *, published_key: bytes | None) -> None:
         self._core = core
         self._store = store
+        self._published_key = published_key  # answered to key queries (open hubs)
+        self._driver: EndpointDriver | None = None
+        self.echoes = EchoService(EchoScheduler(), self._send_datagram)
+        self.reachability = HubReachability()
         self._runner: ActionRunner | None = None
         self._clock_ms: Callable[[], int] = system_clock_ms
         self._fatal: ServiceFailed | None = None
         self._failed = trio.Event()
+
+    def on_foreign(self, data: bytes, source: Address) -> bytes | None:
+        """A datagram outside udpim: a key query (open hubs) or a NAT observe."""
+        if self._published_key is not None:
+            answer = answer_query(data, self._published_key)
+            if answer is not None:
+                return answer
+        return self.echoes.on_datagram_untrusted(data, source)
+
+    async def _send_datagram(self, data: bytes, address: Address) -> None:
+        assert self._driver is not None  # echoes are requested only once running
+        await self._driver.send_datagram(data, address)
+
+    def status(self) -> dict[str, object]:
+        """The hub's figures (see ``HubInfo``)."""
+        report: dict[str, object] = {"im": asdict(self._core.statistics())}
+        report["echoes"] = asdict(self.echoes.scheduler.statistics())
+        if self._driver is not None:
+            reach = self.reachability.report(self._driver.endpoint.sessions(), trio.current_time())
+            report["reachability"] = asdict(reach)
+        return report
 
     async def wait_for_room(self) -> None:
         if self._runner is not None:
@@ -185,7 +229,16 @@ class _Hub:
         task_status: trio.TaskStatus[HubInfo],
     ) -> None:
         self._clock_ms = clock_ms
-        runner = ActionRunner(self._core, driver, self._store, on_notify=self._on_notify)
+        self._driver = driver
+        echoes = self.echoes
+        runner = ActionRunner(
+            self._core,
+            driver,
+            self._store,
+            on_notify=self._on_notify,
+            on_liveness=self.reachability.on_liveness,
+            on_echo=lambda action: echoes.request(action.sid, action.token, action.delay_s),
+        )
         self._runner = runner
         try:
             async with trio.open_nursery() as nursery:
@@ -193,6 +246,7 @@ class _Hub:
                 runner.run(self._core.start())
                 await nursery.start(driver.serve)
                 nursery.start_soon(DropReporter(driver, log).run)
+                nursery.start_soon(echoes.run)
                 nursery.start_soon(self._log_statistics)
                 log.info(
                     "hub listening on %s, key %s, %s",
@@ -200,7 +254,7 @@ class _Hub:
                     public_key_text(public_key),
                     "closed" if config.closed else "open (trust on first use)",
                 )
-                task_status.started(HubInfo(driver.address, public_key))
+                task_status.started(HubInfo(driver.address, public_key, self.status))
                 await self._failed.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -213,10 +267,13 @@ class _Hub:
         while True:
             await trio.sleep(STATISTICS_LOG_INTERVAL_S)
             stats = self._core.statistics()
-            if stats != last:
+            assert self._driver is not None
+            reach = self.reachability.report(self._driver.endpoint.sessions(), trio.current_time())
+            if (stats, reach) != last:
                 log.info(
                     "hub: %d sessions, %d users online, %d accounts, %d messages stored, "
-                    "%d delivers pushed, %d hellos refused, %d bad frames, %d store errors",
+                    "%d delivers pushed, %d hellos refused, %d bad frames, %d store errors; "
+                    "reachable now %d of %d, %d reachability gaps (longest %.1f s)",
                     stats.sessions,
                     stats.online_users,
                     stats.accounts,
@@ -225,8 +282,12 @@ class _Hub:
                     stats.refused_hellos,
                     stats.bad_frames,
                     stats.store_errors,
+                    reach.reachable_now,
+                    reach.sessions,
+                    reach.gaps,
+                    reach.gap_max_s,
                 )
-            last = stats
+            last = (stats, reach)
 
     def on_session_event(self, session: Session, event: Event) -> None:
         runner = self._runner
@@ -242,6 +303,8 @@ class _Hub:
         elif isinstance(event, PeerReachable):
             runner.run(core.on_reachable(sid))
         elif isinstance(event, SessionClosed):
+            self.echoes.cancel(sid)
+            self.reachability.on_closed(session)
             runner.run(core.on_closed(sid))
 
     def _on_notify(self, event: im.Event) -> None:

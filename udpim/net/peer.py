@@ -9,8 +9,11 @@ live beside it: ``reconnect`` (dialling, backoff, hub key), ``peerhandle`` (the 
 Rules:
 
 * A fixed set of tasks: receive loop, timer loop, store completion, closer, connector,
-  drop reporter, control server (plus one task per control connection, at most
-  ``MAX_CLIENTS``).
+  drop reporter, keepalive (probe receiver, learner, local address watch: ``natlearning``),
+  control server (plus one task per control connection, at most ``MAX_CLIENTS``).
+* Keepalive learning (docs/IM.md section 16) needs a second UDP socket, the probe socket:
+  ``serve_peer`` opens one beside its own socket, or uses ``probe_sock`` when the socket
+  is injected; with an injected socket and no probe socket, learning is off.
 * Event mapping (docs/IM.md section 14): ``SessionEstablished`` -> ``on_connected``,
   ``MessageReceived`` -> ``on_message`` with the wall clock in unix ms,
   ``SessionClosed`` -> ``on_disconnected`` (and the connector redials),
@@ -53,6 +56,7 @@ from udpim.core.events import (
 from udpim.core.session import Session
 from udpim.identity import load_or_create_identity
 from udpim.im import events as im
+from udpim.im.natlearn import NatLearner
 from udpim.im.ops import Op
 from udpim.im.peercore import PeerCore
 from udpim.net.actions import ActionRunner
@@ -61,6 +65,7 @@ from udpim.net.datadir import DAEMON_LOCK, hold_data_dir
 from udpim.net.droplog import DropReporter
 from udpim.net.errors import ServiceFailed, plain_errors
 from udpim.net.listen import open_udp_socket
+from udpim.net.natlearning import KeepaliveManager, LocalAddress, system_local_address
 from udpim.net.peercontrol import PeerCommands
 from udpim.net.peerhandle import PeerHandle
 from udpim.net.reconnect import HubConnector
@@ -90,6 +95,8 @@ class PeerConfig:
         hub_key: the hub's public key (32 bytes); None: pinned key, or trust on first use.
         listen: the local UDP address to bind (ignored when a socket is injected).
         session: session tunables (heartbeats, timeouts).
+        learn_keepalive: learn the NAT's mapping timeout and set the heartbeat from it
+            (``session.heartbeat_interval_s`` is then the default until learned).
     """
 
     data_dir: Path
@@ -98,6 +105,7 @@ class PeerConfig:
     hub_key: bytes | None = None
     listen: Address = ("0.0.0.0", 0)
     session: SessionConfig = field(default_factory=SessionConfig)
+    learn_keepalive: bool = True
 
 
 @final
@@ -119,6 +127,8 @@ async def serve_peer(
     rng: Callable[[int], bytes] = os.urandom,
     wall_clock_ms: WallClockMs | None = None,
     control: bool = True,
+    probe_sock: DatagramSocket | None = None,
+    local_address: LocalAddress | None = None,
     task_status: trio.TaskStatus[PeerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a user's daemon until cancelled (or until it must stop, see Raises).
@@ -132,6 +142,10 @@ async def serve_peer(
         rng: randomness for the identity (if created), ids, handshakes and backoff.
         wall_clock_ms: the wall clock in unix ms (default: the system clock).
         control: serve the control socket ``<data_dir>/control.sock``.
+        probe_sock: the probe socket for keepalive learning when ``sock`` is injected
+            (the caller keeps ownership); ignored without ``sock``.
+        local_address: how to read the local address (path changes); by default the
+            operating system's, when the sockets are not injected.
         task_status: reports ``PeerInfo`` once the durable state is loaded.
 
     Raises:
@@ -151,11 +165,30 @@ async def serve_peer(
                 real = await open_udp_socket(config.listen)
                 stack.callback(real.close)
                 sock = real
+                probe_sock = None
+                if config.learn_keepalive:
+                    probe = await open_udp_socket((config.listen[0], 0))
+                    stack.callback(probe.close)
+                    probe_sock = probe
+                    local_address = local_address or system_local_address(config.hub)
+            elif config.learn_keepalive and probe_sock is None:
+                log.info("keepalive learning is off: no probe socket beside the given socket")
             listener = await open_control_listener(config.data_dir) if control else None
             if listener is not None:
                 stack.callback(listener.sock.close)
-            daemon = _Daemon(config, core, key, store, sock, rng, wall_clock_ms)
+            probes = _Probes(probe_sock if config.learn_keepalive else None, local_address)
+            daemon = _Daemon(config, core, key, store, sock, rng, wall_clock_ms, probes)
             await daemon.run(listener, task_status)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Probes:
+    """What keepalive learning uses: the probe socket (None: no learning) and the local
+    address reader (None: no path-change check by address)."""
+
+    sock: DatagramSocket | None
+    local_address: LocalAddress | None
 
 
 @final
@@ -171,6 +204,7 @@ class _Daemon:
         sock: DatagramSocket,
         rng: Callable[[int], bytes],
         wall_clock_ms: WallClockMs | None,
+        probes: _Probes,
     ) -> None:
         self._config = config
         self._core = core
@@ -197,6 +231,7 @@ class _Daemon:
         self._connector = HubConnector(
             self._driver, core, self._runner, hub=config.hub, hub_key=config.hub_key, rng=rng
         )
+        self._keepalive = self._keepalive_manager(probes, rng)
         self._handle = PeerHandle(
             core=core,
             runner=self._runner,
@@ -206,9 +241,29 @@ class _Daemon:
             address=self._driver.address,
             session_config=config.session,
             wall_clock_ms=self._clock_ms,
+            keepalive=self._keepalive,
         )
         self._loaded = trio.Event()
         self._fatal: ServiceFailed | None = None
+
+    def _keepalive_manager(self, probes: _Probes, rng: Callable[[int], bytes]) -> KeepaliveManager:
+        config = self._config
+        learner = None
+        if probes.sock is not None:
+            default_s = config.session.heartbeat_interval_s
+            learner = NatLearner(default_interval_s=default_s, rng=rng)
+        return KeepaliveManager(
+            driver=self._driver,
+            core=self._core,
+            runner=self._runner,
+            session=config.session,
+            hub=config.hub,
+            learner=learner,
+            probe_sock=probes.sock,
+            local_address=probes.local_address,
+            current_session=lambda: self._connector.session,
+            wall_clock_ms=self._clock_ms,
+        )
 
     async def run(
         self, listener: ControlListener | None, task_status: trio.TaskStatus[PeerInfo]
@@ -223,6 +278,7 @@ class _Daemon:
                 if self._fatal is not None:
                     raise self._fatal
                 nursery.start_soon(self._connector.run)
+                nursery.start_soon(self._keepalive.run)
                 nursery.start_soon(DropReporter(driver, log).run)
                 if listener is not None:
                     await nursery.start(serve_control, listener, PeerCommands(self._handle))
@@ -253,11 +309,16 @@ class _Daemon:
             self._runner.run(core.on_message(sid, event.payload, self._clock_ms()))
         elif isinstance(event, SessionEstablished):
             log.debug("session to the hub established")
+            self._keepalive.on_session_established(session)
             self._runner.run(core.on_connected(sid))
         elif isinstance(event, PeerUnreachable):
             log.info("the hub is silent for %.0f s; reconnecting", event.silent_for_s)
+            if session is self._connector.session:
+                self._keepalive.on_unreachable(event.silent_for_s)
             self._connector.on_unreachable(session)
         elif isinstance(event, SessionClosed):
+            reason = event.text or event.reason.name.lower().replace("_", " ")
+            self._keepalive.on_session_ended(session, reason)
             self._runner.run(core.on_disconnected(sid))
             self._connector.on_session_ended(session, event.reason)
         elif isinstance(event, PathChanged):
@@ -270,6 +331,7 @@ class _Daemon:
             self._loaded.set()
         elif isinstance(event, im.Welcomed):
             self._connector.on_welcomed()
+            self._keepalive.on_welcomed()
         elif isinstance(event, im.Refused):
             self._connector.on_refused(event.reason)
         elif isinstance(event, im.StoreFailed) and event.op_name == "LoadingState":

@@ -35,6 +35,7 @@ from udpim.im.ops import EnqueueOutbox, InboxEntry, LoadInbox, Op, OutboxCounts,
 from udpim.im.peercore import PeerCore
 from udpim.net.actions import ActionRunner
 from udpim.net.errors import SendTimeout, ServiceFailed, UnknownUser
+from udpim.net.natlearning import KeepaliveManager
 from udpim.net.reconnect import HubConnector
 from udpim.settings import Address, format_address
 from udpim.store.base import Store, StoreError
@@ -72,8 +73,10 @@ class PeerHandle:
         address: Address,
         session_config: SessionConfig,
         wall_clock_ms: Callable[[], int],
+        keepalive: KeepaliveManager | None = None,
     ) -> None:
         self._core = core
+        self._keepalive = keepalive
         self._runner = runner
         self._store = store
         self._connector = connector
@@ -207,8 +210,9 @@ class PeerHandle:
             sender.close()
 
     async def status(self) -> dict[str, object]:
-        """A JSON-ready snapshot: user, device, connection, session figures, outbox and
-        inbox counts, presence of contacts.
+        """A JSON-ready snapshot: user, device, connection, session figures, keepalive
+        (learned NAT timeout, heartbeat interval, learning phase, path changes),
+        reachability history, outbox and inbox counts, presence of contacts.
 
         Raises:
             StoreError: the store failed.
@@ -224,9 +228,21 @@ class PeerHandle:
             if next_at is None
             else round(max(0.0, next_at - trio.current_time()), 1),
         }
+        status.update(self.keepalive_status())
         status["outbox"] = await self._read(OutboxCounts())
         status["inbox"] = len(await self.inbox())
         return status
+
+    def keepalive_status(self) -> dict[str, object]:
+        """The keepalive part of ``status()`` without reading the store: ``keepalive``
+        (learned NAT timeout, heartbeat interval, learning phase, path changes, tests)
+        and ``reachability`` (recent events); empty without a keepalive manager."""
+        if self._keepalive is None:
+            return {}
+        return {
+            "keepalive": self._keepalive.status(),
+            "reachability": self._keepalive.history.events(),
+        }
 
     # ------------------------------------------------------------------ daemon feed
 
@@ -290,7 +306,8 @@ class PeerHandle:
             "frames_retransmitted": stats.frames_retransmitted,
             "probes_sent": stats.probes_sent,
             "heartbeats_sent": stats.heartbeats_sent,
-            "heartbeat_interval_s": self._session_config.heartbeat_interval_s,
+            "heartbeat_interval_s": stats.heartbeat_interval_s,
+            "dead_peer_timeout_s": stats.dead_peer_timeout_s,
             "messages_sent": stats.messages_sent,
             "messages_received": stats.messages_received,
             "path_migrations": stats.path_migrations,
