@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
-from udpim.core.config import SessionConfig
+from udpim.core.config import CongestionAlgorithm, SessionConfig
 from udpim.core.congestion import (
     CongestionController,
     CongestionState,
+    DelayGatedReno,
     NewReno,
     in_persistent_congestion,
 )
 from udpim.core.errors import LocalProtocolError
 from udpim.core.frames import AckFrame, PingFrame
 from udpim.core.recovery import LossRecovery, SentPacket
+from udpim.core.rtt import RttEstimator
 
 MDS = 1200
 
@@ -261,3 +264,61 @@ def test_the_controller_hears_only_of_packets_in_flight() -> None:
     recovery.on_packet_sent(packet(5, deadline, size=500))
     recovery.on_ack_received(AckFrame(ranges=((5, 5),), ack_delay_us=0), deadline + 0.25)
     assert fixed.calls == [("sent", 500), ("acked", 1)]
+
+
+# --- DelayGatedReno: halves only when the RTT shows a queue -------------------------------
+
+
+def gated_with_rtt(samples: Sequence[float]) -> DelayGatedReno:
+    rtt = RttEstimator(initial_rtt_s=0.333, granularity_s=0.001)
+    for sample in samples:
+        rtt.update(sample, 0.0, 0.025)
+    return DelayGatedReno(MDS, rtt)
+
+
+def test_random_loss_without_a_queue_keeps_the_window() -> None:
+    cc = gated_with_rtt([0.050, 0.051, 0.049, 0.052])  # smoothed ~ min: no queue
+    before = cc.congestion_window_bytes
+    cc.on_packets_lost(send(cc, 3, 1.0), 2.0)
+    assert cc.congestion_window_bytes == before
+    assert cc.state is CongestionState.SLOW_START
+
+
+def test_loss_with_a_grown_queue_halves_like_newreno() -> None:
+    cc = gated_with_rtt([0.050] + [0.120] * 8)  # smoothed far above the 50 ms minimum
+    before = cc.congestion_window_bytes
+    cc.on_packets_lost(send(cc, 3, 1.0), 2.0)
+    assert cc.congestion_window_bytes == before // 2
+    assert cc.state is CongestionState.RECOVERY
+
+
+def test_small_jitter_is_not_a_queue_but_the_floor_applies() -> None:
+    # 4 ms above a 10 ms minimum is 40 % (above QUEUE_FRACTION) but under QUEUE_FLOOR_S.
+    cc = gated_with_rtt([0.010] + [0.014] * 12)
+    before = cc.congestion_window_bytes
+    cc.on_packets_lost(send(cc, 2, 1.0), 2.0)
+    assert cc.congestion_window_bytes == before
+
+
+def test_loss_before_any_rtt_sample_is_taken_as_congestion() -> None:
+    cc = gated_with_rtt([])
+    before = cc.congestion_window_bytes
+    cc.on_packets_lost(send(cc, 2, 1.0), 2.0)
+    assert cc.congestion_window_bytes == before // 2
+
+
+def test_gated_minimum_window_is_four_datagrams() -> None:
+    cc = gated_with_rtt([0.050] + [0.200] * 8)
+    for step in range(10):  # repeated congestion losses, each in a new period
+        cc.on_packets_lost(send(cc, 1, 10.0 + step), 10.5 + step)
+    assert cc.congestion_window_bytes == 4 * MDS
+    cc.on_persistent_congestion(30.0)
+    assert cc.congestion_window_bytes == 4 * MDS
+
+
+def test_loss_recovery_picks_the_configured_controller() -> None:
+    assert isinstance(LossRecovery(SessionConfig()).congestion, DelayGatedReno)
+    newreno = replace(SessionConfig(), congestion_control=CongestionAlgorithm.NEWRENO)
+    controller = LossRecovery(newreno).congestion
+    assert isinstance(controller, NewReno)
+    assert not isinstance(controller, DelayGatedReno)

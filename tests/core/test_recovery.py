@@ -12,13 +12,14 @@ from dataclasses import replace
 import pytest
 
 from udpim.core.ackranges import AckTracker
-from udpim.core.config import SessionConfig
+from udpim.core.config import CongestionAlgorithm, SessionConfig
 from udpim.core.errors import LocalProtocolError, ProtocolViolation
 from udpim.core.frames import AckFrame, CloseReason, DataFrame, Frame, PingFrame, WindowFrame
 from udpim.core.recovery import LossRecovery, SentPacket
 
 CONFIG = replace(
     SessionConfig(),
+    congestion_control=CongestionAlgorithm.NEWRENO,  # these are RFC 9002 timelines
     initial_rtt_s=0.5,
     max_ack_delay_s=0.0625,
     timer_granularity_s=1 / 1024,

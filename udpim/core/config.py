@@ -19,6 +19,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MIN_DATAGRAM_BYTES",
     "MIN_REPLAY_WINDOW_PACKETS",
+    "CongestionAlgorithm",
     "CookieMode",
     "EndpointConfig",
     "SessionConfig",
@@ -37,6 +38,16 @@ MAX_DATAGRAM_BYTES = 1500
 MIN_DATAGRAM_BYTES = 128
 """Smallest ``max_datagram_bytes`` allowed (room for a header, a tag and some frames)."""
 MIN_REPLAY_WINDOW_PACKETS = 2048
+
+
+@final
+class CongestionAlgorithm(Enum):
+    """Which congestion controller a session uses (``udpim.core.congestion``)."""
+
+    DELAY_GATED = "delay-gated"
+    """NewReno that halves on loss only when the RTT shows a queue (the default)."""
+    NEWRENO = "newreno"
+    """RFC 9002 NewReno: every loss episode halves the window."""
 
 
 @final
@@ -74,8 +85,11 @@ class SessionConfig:
     """Declare a packet lost when it is this many RTTs older than an acknowledged one."""
     timer_granularity_s: float = 0.001
     """Smallest timer the loss detector sets (RFC 9002 kGranularity)."""
-    max_pto_backoff: int = 6
-    """Probe-timeout backoff doubles at most this many times (caps the PTO at 64x)."""
+    max_pto_backoff: int = 4
+    """Probe-timeout backoff doubles at most this many times (caps the PTO at 16x, so a
+    burst of losses never leaves data waiting seconds for its next probe)."""
+    congestion_control: CongestionAlgorithm = CongestionAlgorithm.DELAY_GATED
+    """The congestion controller (see ``CongestionAlgorithm``)."""
 
     # --- keepalive and liveness ---------------------------------------------------------
     heartbeat_interval_s: float = 25.0

@@ -53,13 +53,17 @@ from udpim.core.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from udpim.core.recovery import SentPacket
+    from udpim.core.rtt import RttEstimator
 
 __all__ = [
     "INITIAL_WINDOW_CAP_BYTES",
     "LOSS_REDUCTION_FACTOR",
     "PERSISTENT_CONGESTION_THRESHOLD",
+    "QUEUE_FLOOR_S",
+    "QUEUE_FRACTION",
     "CongestionController",
     "CongestionState",
+    "DelayGatedReno",
     "NewReno",
     "in_persistent_congestion",
 ]
@@ -69,6 +73,12 @@ INITIAL_WINDOW_CAP_BYTES = 14720
 
 LOSS_REDUCTION_FACTOR = 0.5
 """RFC 9002 7.3.2 (kLossReductionFactor): the window is halved once per recovery period."""
+
+QUEUE_FRACTION = 0.25
+"""DelayGatedReno: a queue is a smoothed RTT this fraction above the minimum RTT ..."""
+
+QUEUE_FLOOR_S = 0.005
+"""... and at least this many seconds above it (jitter below this is not a queue)."""
 
 PERSISTENT_CONGESTION_THRESHOLD = 3
 """RFC 9002 7.6.1 (kPersistentCongestionThreshold): PTO periods of total loss."""
@@ -144,7 +154,6 @@ class CongestionState(Enum):
     CONGESTION_AVOIDANCE = "congestion-avoidance"
 
 
-@final
 class NewReno:
     """NewReno congestion control (RFC 9002 section 7 and Appendix B).
 
@@ -233,7 +242,7 @@ class NewReno:
         for packet in packets:
             self._in_flight = max(0, self._in_flight - packet.size_bytes)
         last_sent = max(packet.time_sent for packet in packets)
-        if self._in_recovery(last_sent):
+        if self._in_recovery(last_sent) or not self._congestion_signal():
             return
         self._recovery_start = now
         self._ssthresh = int(self._cwnd * LOSS_REDUCTION_FACTOR)
@@ -248,6 +257,10 @@ class NewReno:
         self._acked_in_avoidance = 0
         self._state = self._growth_state()
 
+    def _congestion_signal(self) -> bool:
+        """Whether a loss means congestion. NewReno: always (every loss halves)."""
+        return True
+
     def _in_recovery(self, time_sent: float) -> bool:
         return self._recovery_start is not None and time_sent <= self._recovery_start
 
@@ -255,3 +268,43 @@ class NewReno:
         if self._cwnd < self._ssthresh:
             return CongestionState.SLOW_START
         return CongestionState.CONGESTION_AVOIDANCE
+
+
+@final
+class DelayGatedReno(NewReno):
+    """NewReno whose loss reaction is gated by queueing delay (udpim's default).
+
+    Rule: a loss starts a recovery period (halving the window) only when the smoothed
+    RTT shows a queue: ``smoothed_rtt - min_rtt > max(QUEUE_FRACTION * min_rtt,
+    QUEUE_FLOOR_S)``. Random loss on an unloaded path (Wi-Fi, cellular: the paths udpim
+    is for) then costs retransmissions, not throughput, while a loss at a bottleneck
+    whose queue has grown still halves the window as NewReno does, and persistent
+    congestion still collapses it. The minimum window is 4 datagrams rather than 2, so
+    one loss never stalls a trickle of chat messages behind a two-packet window.
+
+    Trade-off: a bottleneck with a queue shorter than ``QUEUE_FLOOR_S`` drops packets
+    without a delay signal; there this controller backs off only on persistent
+    congestion. Choose ``CongestionAlgorithm.NEWRENO`` for strict RFC 9002 behaviour.
+
+    Args:
+        max_datagram_bytes: the largest datagram this side sends.
+        rtt: the session's RTT estimator (read, never written).
+    """
+
+    __slots__ = ("_rtt",)
+
+    def __init__(self, max_datagram_bytes: int, rtt: RttEstimator) -> None:
+        super().__init__(max_datagram_bytes)
+        self._rtt = rtt
+
+    @property
+    def minimum_window_bytes(self) -> int:
+        """Four maximum-size datagrams."""
+        return 4 * self._mds
+
+    def _congestion_signal(self) -> bool:
+        rtt = self._rtt
+        if rtt.samples == 0:
+            return True  # nothing known about the path yet: be conservative
+        queueing_s = rtt.smoothed_rtt_s - rtt.min_rtt_s
+        return queueing_s > max(QUEUE_FRACTION * rtt.min_rtt_s, QUEUE_FLOOR_S)

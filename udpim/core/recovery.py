@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import final
 
-from udpim.core.config import SessionConfig
+from udpim.core.config import CongestionAlgorithm, SessionConfig
 from udpim.core.congestion import (
     PERSISTENT_CONGESTION_THRESHOLD,
     CongestionController,
+    DelayGatedReno,
     NewReno,
     in_persistent_congestion,
 )
@@ -151,8 +152,8 @@ class LossRecovery:
 
     Args:
         config: timer and threshold tunables (shared, not copied).
-        congestion: the congestion controller; NewReno sized for
-            ``config.max_datagram_bytes`` if omitted.
+        congestion: the congestion controller; if omitted, the one
+            ``config.congestion_control`` names, sized for ``config.max_datagram_bytes``.
     """
 
     __slots__ = (
@@ -176,9 +177,12 @@ class LossRecovery:
     ) -> None:
         self._config = config
         self.rtt = RttEstimator(config.initial_rtt_s, config.timer_granularity_s)
-        self.congestion: CongestionController = (
-            congestion if congestion is not None else NewReno(config.max_datagram_bytes)
-        )
+        if congestion is None:
+            if config.congestion_control is CongestionAlgorithm.NEWRENO:
+                congestion = NewReno(config.max_datagram_bytes)
+            else:
+                congestion = DelayGatedReno(config.max_datagram_bytes, self.rtt)
+        self.congestion: CongestionController = congestion
         self._sent: dict[int, SentPacket] = {}
         self._bytes_in_flight = 0
         self._eliciting_in_flight = 0
@@ -212,6 +216,10 @@ class LossRecovery:
     def can_send(self, size_bytes: int) -> bool:
         """Whether a new in-flight packet of ``size_bytes`` fits the congestion window."""
         return self._bytes_in_flight + size_bytes <= self.congestion.congestion_window_bytes
+
+    def window_room(self) -> int:
+        """Bytes the congestion window still admits (may be negative after a probe)."""
+        return self.congestion.congestion_window_bytes - self._bytes_in_flight
 
     def statistics(self) -> RecoveryStatistics:
         """A snapshot of RTT, congestion window and loss counters."""

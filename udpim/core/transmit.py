@@ -54,6 +54,9 @@ __all__ = ["Transmitter"]
 MAX_PENDING_PATH_RESPONSES = 4
 """PATH_CHALLENGEs answered per flush at most; more are a flood and are ignored."""
 
+MIN_DATA_FRAME_BYTES = 32
+"""Smallest room worth starting a new DATA frame in (below it, wait for the window)."""
+
 MAX_DATAGRAMS_PER_FLUSH = 256
 """Upper bound on one ``datagrams()`` call, so one session cannot starve a driver."""
 
@@ -385,7 +388,11 @@ class Transmitter:
             return None
         pending = self._pending
         forced = pending.probes > 0 or pending.ping or pending.heartbeat
-        data_ok = self._send.pending and (forced or self.recovery.can_send(self._max_datagram))
+        # New data fills what the congestion window admits (a probe may exceed it): a
+        # packet need not be full-size to go out, so small messages are not held back
+        # waiting for room for 1200 bytes.
+        data_room = room if forced else min(room, self.recovery.window_room() - self._overhead())
+        data_ok = self._send.pending and data_room >= MIN_DATA_FRAME_BYTES
         control = self._control_frames(room)
         ack_deadline = self._acks.ack_deadline()
         if not (control or forced or data_ok) and (ack_deadline is None or ack_deadline > now):
@@ -399,12 +406,14 @@ class Transmitter:
                 room -= frame_size(ack)
         frames += control
         eliciting = bool(control)
-        while data_ok and room > 0:
-            data = self._send.next_frame(room)
+        data_room = min(data_room, room)
+        while data_ok and data_room > 0:
+            data = self._send.next_frame(data_room)
             if data is None:
                 break
             frames.append(data)
             room -= frame_size(data)
+            data_room -= frame_size(data)
             eliciting = True
         if forced and not eliciting and room > 0:
             frames.append(PingFrame())
@@ -430,13 +439,17 @@ class Transmitter:
 
     def _room(self) -> int:
         """Frame bytes that fit in the next datagram (header, tag and budget deducted)."""
-        assert self.keys is not None
         limit = self._max_datagram
         budget = self._path.send_budget()
         if budget is not None:
             limit = min(limit, budget)
+        return limit - self._overhead()
+
+    def _overhead(self) -> int:
+        """Bytes of the next datagram that are not frames: its header and AEAD tag."""
+        assert self.keys is not None
         header = self.keys.header_bytes(self._peer_cid, self._next_pn, self._largest_acked)
-        return limit - header - AEAD_TAG_BYTES
+        return header + AEAD_TAG_BYTES
 
     def _control_frames(self, room: int) -> list[Frame]:
         """The owed control frames that fit in ``room`` bytes; the others stay owed (an
