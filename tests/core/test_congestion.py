@@ -9,6 +9,7 @@ import pytest
 
 from udpim.core.config import CongestionAlgorithm, SessionConfig
 from udpim.core.congestion import (
+    GATED_INITIAL_WINDOW_PACKETS,
     CongestionController,
     CongestionState,
     DelayGatedReno,
@@ -322,3 +323,15 @@ def test_loss_recovery_picks_the_configured_controller() -> None:
     controller = LossRecovery(newreno).congestion
     assert isinstance(controller, NewReno)
     assert not isinstance(controller, DelayGatedReno)
+
+
+def test_gated_initial_window() -> None:
+    assert gated_with_rtt([]).congestion_window_bytes == GATED_INITIAL_WINDOW_PACKETS * MDS
+
+
+def test_queue_must_show_in_both_smoothed_and_latest_rtt() -> None:
+    # The smoothed RTT still carries a slow early sample, the latest is at the minimum.
+    cc = gated_with_rtt([0.150, 0.050, 0.051, 0.050])
+    before = cc.congestion_window_bytes
+    cc.on_packets_lost(send(cc, 2, 1.0), 2.0)
+    assert cc.congestion_window_bytes == before

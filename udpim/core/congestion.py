@@ -59,6 +59,7 @@ __all__ = [
     "INITIAL_WINDOW_CAP_BYTES",
     "LOSS_REDUCTION_FACTOR",
     "PERSISTENT_CONGESTION_THRESHOLD",
+    "GATED_INITIAL_WINDOW_PACKETS",
     "QUEUE_FLOOR_S",
     "QUEUE_FRACTION",
     "CongestionController",
@@ -73,6 +74,10 @@ INITIAL_WINDOW_CAP_BYTES = 14720
 
 LOSS_REDUCTION_FACTOR = 0.5
 """RFC 9002 7.3.2 (kLossReductionFactor): the window is halved once per recovery period."""
+
+GATED_INITIAL_WINDOW_PACKETS = 32
+"""DelayGatedReno's initial window in datagrams (38 KB at 1200 bytes): a 1 MiB message
+needs two fewer round trips of slow start than with RFC 9002's 10."""
 
 QUEUE_FRACTION = 0.25
 """DelayGatedReno: a queue is a smoothed RTT this fraction above the minimum RTT ..."""
@@ -274,13 +279,14 @@ class NewReno:
 class DelayGatedReno(NewReno):
     """NewReno whose loss reaction is gated by queueing delay (udpim's default).
 
-    Rule: a loss starts a recovery period (halving the window) only when the smoothed
-    RTT shows a queue: ``smoothed_rtt - min_rtt > max(QUEUE_FRACTION * min_rtt,
+    Rule: a loss starts a recovery period (halving the window) only when the RTT shows a
+    queue: ``min(smoothed_rtt, latest_rtt) - min_rtt > max(QUEUE_FRACTION * min_rtt,
     QUEUE_FLOOR_S)``. Random loss on an unloaded path (Wi-Fi, cellular: the paths udpim
     is for) then costs retransmissions, not throughput, while a loss at a bottleneck
     whose queue has grown still halves the window as NewReno does, and persistent
     congestion still collapses it. The minimum window is 4 datagrams rather than 2, so
-    one loss never stalls a trickle of chat messages behind a two-packet window.
+    one loss never stalls a trickle of chat messages behind a two-packet window, and the
+    initial window is ``GATED_INITIAL_WINDOW_PACKETS`` datagrams.
 
     Trade-off: a bottleneck with a queue shorter than ``QUEUE_FLOOR_S`` drops packets
     without a delay signal; there this controller backs off only on persistent
@@ -296,6 +302,7 @@ class DelayGatedReno(NewReno):
     def __init__(self, max_datagram_bytes: int, rtt: RttEstimator) -> None:
         super().__init__(max_datagram_bytes)
         self._rtt = rtt
+        self._cwnd = GATED_INITIAL_WINDOW_PACKETS * max_datagram_bytes
 
     @property
     def minimum_window_bytes(self) -> int:
@@ -306,5 +313,7 @@ class DelayGatedReno(NewReno):
         rtt = self._rtt
         if rtt.samples == 0:
             return True  # nothing known about the path yet: be conservative
-        queueing_s = rtt.smoothed_rtt_s - rtt.min_rtt_s
+        # Both the smoothed and the latest RTT must show it: the smoothed one lags (it
+        # still carries early, slower samples), the latest one jitters.
+        queueing_s = min(rtt.smoothed_rtt_s, rtt.latest_rtt_s) - rtt.min_rtt_s
         return queueing_s > max(QUEUE_FRACTION * rtt.min_rtt_s, QUEUE_FLOOR_S)
