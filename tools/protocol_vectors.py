@@ -33,6 +33,7 @@ from udpim.core.frames import (
     CloseFrame,
     CloseReason,
     DataFrame,
+    FecFrame,
     Frame,
     PaddingFrame,
     PathChallengeFrame,
@@ -154,6 +155,10 @@ def _examples() -> dict[FrameType, tuple[Frame, str]]:
         FrameType.DATA_WHOLE: (
             DataFrame(0, 0, 5, 0, b"hello"),
             'message 0 at stream offset 0: "hello"',
+        ),
+        FrameType.FEC: (
+            FecFrame(40, 0b1011, 3 ^ 5 ^ 4, b"\x0a\x0b\x0c\x0d\x0e"),
+            "parity of packets 40, 41 and 43 (bitmap 0b1011), lengths 3, 5 and 4",
         ),
     }
 

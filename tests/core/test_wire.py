@@ -20,6 +20,7 @@ from udpim.core.frames import (
     CloseFrame,
     CloseReason,
     DataFrame,
+    FecFrame,
     PaddingFrame,
     PathChallengeFrame,
     PathResponseFrame,
@@ -158,6 +159,12 @@ VECTORS = [
         h("06 f0f1f2f3f4f5f6f7"),
     ),
     Vector("data whole", "frames", [DataFrame(0, 0, 5, 0, b"hello")], h("09 00 00 05 68656c6c6f")),
+    Vector(
+        "fec parity of packets 40, 41 and 43",
+        "frames",
+        [FecFrame(40, 0b1011, 3 ^ 5 ^ 4, h("0a0b0c0d0e"))],  # first | bitmap | len xor | parity
+        h("0a 28 0b 02 05 0a0b0c0d0e"),
+    ),
     Vector("data whole empty", "frames", [DataFrame(7, 100, 0, 0, b"")], h("09 07 4064 00")),
     Vector(
         "data fragment",
@@ -329,7 +336,10 @@ def test_data_header_rejections(data: bytes, reason: DropReason) -> None:
 BAD_FRAMES = [
     ("no frames", "", DropReason.MALFORMED),
     ("type 0x07", "07", DropReason.MALFORMED),
-    ("type 0x0a", "0a", DropReason.MALFORMED),
+    ("type 0x0b", "0b", DropReason.MALFORMED),
+    ("fec without its first member", "0a 05 02 00 01 ff", DropReason.MALFORMED),
+    ("fec with empty parity", "0a 05 01 00 00", DropReason.MALFORMED),
+    ("fec parity cut short", "0a 05 01 00 04 aa bb", DropReason.TRUNCATED),
     ("garbage after ping", "01 ff", DropReason.MALFORMED),
     ("window cut in varint", "03 80", DropReason.TRUNCATED),
     ("ack range below zero", "02 05 00 00 06", DropReason.MALFORMED),
@@ -383,6 +393,9 @@ UNENCODABLE_FRAMES = [
     ("data number too large", DataFrame(1 << 62, 0, 1, 0, b"a")),
     ("window too large", WindowFrame(1 << 62)),
     ("window negative", WindowFrame(-1)),
+    ("fec without its first member", FecFrame(4, 0b10, 0, b"x")),
+    ("fec span too wide", FecFrame(4, (1 << 62) | 1, 0, b"x")),
+    ("fec empty parity", FecFrame(4, 1, 0, b"")),
     ("not a frame", "PING"),
 ]
 

@@ -90,6 +90,8 @@ class SessionConfig:
     burst of losses never leaves data waiting seconds for its next probe)."""
     congestion_control: CongestionAlgorithm = CongestionAlgorithm.DELAY_GATED
     """The congestion controller (see ``CongestionAlgorithm``)."""
+    fec: bool = True
+    """Send XOR parity when measured loss is high (``fec.py``); receiving always works."""
 
     # --- keepalive and liveness ---------------------------------------------------------
     heartbeat_interval_s: float = 25.0

@@ -41,12 +41,13 @@ from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import Any, Final, final
 
-from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
+from udpim.core.errors import BadPacket, DropReason, LocalProtocolError, ProtocolViolation
 from udpim.core.frames import (
     AckFrame,
     CloseFrame,
     CloseReason,
     DataFrame,
+    FecFrame,
     Frame,
     PaddingFrame,
     PathChallengeFrame,
@@ -57,10 +58,12 @@ from udpim.core.frames import (
 from udpim.core.varint import MAX_VARINT, append_varint, data_frame_size, read_varint
 
 __all__ = [
+    "FEC_MAX_SPAN",
     "MAX_CLOSE_TEXT_BYTES",
     "PATH_DATA_BYTES",
     "FrameType",
     "data_frame_overhead",
+    "decode_frames_authenticated",
     "decode_frames_untrusted",
     "encode_frames",
     "frame_size",
@@ -68,6 +71,8 @@ __all__ = [
 
 MAX_CLOSE_TEXT_BYTES: Final = 255
 PATH_DATA_BYTES: Final = 8
+FEC_MAX_SPAN: Final = 62
+"""An FEC group spans at most this many packet numbers (its bitmap is one varint)."""
 
 
 @final
@@ -83,6 +88,7 @@ class FrameType(IntEnum):
     PATH_RESPONSE = 0x06
     DATA_FRAGMENT = 0x08
     DATA_WHOLE = 0x09
+    FEC = 0x0A
 
 
 # --- encoders ------------------------------------------------------------------------------
@@ -179,6 +185,17 @@ def _encode_data(out: bytearray, frame: DataFrame) -> None:
     out += payload
 
 
+def _encode_fec(out: bytearray, frame: FecFrame) -> None:
+    if not frame.members & 1 or frame.members >= 1 << FEC_MAX_SPAN or not frame.parity:
+        raise LocalProtocolError(f"bad FEC group {frame.first_packet}/{frame.members:#x}")
+    out.append(FrameType.FEC)
+    append_varint(out, frame.first_packet)
+    append_varint(out, frame.members)
+    append_varint(out, frame.length_xor)
+    append_varint(out, len(frame.parity))
+    out += frame.parity
+
+
 _ENCODERS: Final[dict[type, Callable[[bytearray, Any], None]]] = {
     DataFrame: _encode_data,
     AckFrame: _encode_ack,
@@ -188,6 +205,7 @@ _ENCODERS: Final[dict[type, Callable[[bytearray, Any], None]]] = {
     CloseFrame: _encode_close,
     PathChallengeFrame: _encode_path_challenge,
     PathResponseFrame: _encode_path_response,
+    FecFrame: _encode_fec,
 }
 
 
@@ -347,6 +365,19 @@ def _decode_data_fragment(buf: bytes, pos: int) -> _Decoded:
     return _data_frame(buf, number, start, total, offset, pos, length)
 
 
+def _decode_fec(buf: bytes, pos: int) -> _Decoded:
+    first, pos = read_varint(buf, pos)
+    members, pos = read_varint(buf, pos)
+    length_xor, pos = read_varint(buf, pos)
+    length, pos = read_varint(buf, pos)
+    if not members & 1 or members >= 1 << FEC_MAX_SPAN or length == 0:
+        raise BadPacket(DropReason.MALFORMED, "FEC group or parity out of range")
+    end = pos + length
+    if end > len(buf):
+        raise BadPacket(DropReason.TRUNCATED, "FEC parity past end")
+    return FecFrame(first, members, length_xor, bytes(buf[pos:end])), end
+
+
 _DECODERS: Final[dict[int, Callable[[bytes, int], _Decoded]]] = {
     FrameType.PADDING: _decode_padding,
     FrameType.PING: _decode_ping,
@@ -357,6 +388,7 @@ _DECODERS: Final[dict[int, Callable[[bytes, int], _Decoded]]] = {
     FrameType.PATH_RESPONSE: _decode_path_response,
     FrameType.DATA_FRAGMENT: _decode_data_fragment,
     FrameType.DATA_WHOLE: _decode_data_whole,
+    FrameType.FEC: _decode_fec,
 }
 
 
@@ -386,3 +418,18 @@ def decode_frames_untrusted(payload: bytes) -> list[Frame]:
     except IndexError:  # a varint or field starts at or past the end
         raise BadPacket(DropReason.TRUNCATED, "frame runs past the end") from None
     return frames
+
+
+def decode_frames_authenticated(plaintext: bytes) -> list[Frame]:
+    """Decode the frames of a plaintext that authenticated (or that FEC rebuilt from
+    authenticated packets): no honest peer sends undecodable frames.
+
+    Raises:
+        ProtocolViolation: PROTOCOL_VIOLATION if the frames do not decode.
+    """
+    try:
+        return decode_frames_untrusted(plaintext)
+    except BadPacket as exc:
+        raise ProtocolViolation(
+            CloseReason.PROTOCOL_VIOLATION, f"undecodable frames: {exc.detail}"
+        ) from None

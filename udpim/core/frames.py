@@ -19,6 +19,7 @@ __all__ = [
     "CloseFrame",
     "CloseReason",
     "DataFrame",
+    "FecFrame",
     "Frame",
     "PaddingFrame",
     "PathChallengeFrame",
@@ -135,6 +136,38 @@ class PathResponseFrame:
     data: bytes
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class FecFrame:
+    """Forward error correction: the XOR of the plaintexts of a group of packets.
+
+    Attributes:
+        first_packet: packet number of the group's first member.
+        members: bitmap of the group (bit ``i`` set: packet ``first_packet + i`` is a
+            member; bit 0 is always set).
+        length_xor: XOR of the members' plaintext lengths.
+        parity: XOR of the members' plaintexts, each zero-padded to the longest.
+
+    A receiver that has every member but one rebuilds the missing packet's plaintext
+    from these (docs/PROTOCOL.md "Forward error correction"). Not ack-eliciting.
+    """
+
+    first_packet: int
+    members: int
+    length_xor: int
+    parity: bytes
+
+    def member_numbers(self) -> list[int]:
+        """The members' packet numbers, ascending."""
+        bits, numbers, offset = self.members, [], 0
+        while bits:
+            if bits & 1:
+                numbers.append(self.first_packet + offset)
+            bits >>= 1
+            offset += 1
+        return numbers
+
+
 Frame = (
     PaddingFrame
     | PingFrame
@@ -144,4 +177,5 @@ Frame = (
     | CloseFrame
     | PathChallengeFrame
     | PathResponseFrame
+    | FecFrame
 )

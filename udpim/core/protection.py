@@ -143,6 +143,14 @@ class SessionKeys:
             self._discard_at = now + 3 * pto_s
         return packet_number, plaintext
 
+    def mark_recovered(self, packet_number: int) -> bool:
+        """Record a packet rebuilt by FEC as received; False if it already was (or is too
+        old for the replay window), in which case it must not be processed again."""
+        if not self._replay.check(packet_number):
+            return False
+        self._replay.mark(packet_number)
+        return True
+
     def deadline(self) -> float | None:
         """When the previous receive key should be forgotten, if one is kept."""
         return self._discard_at

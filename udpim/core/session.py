@@ -51,7 +51,7 @@ from udpim.core.events import (
     SessionClosed,
     SessionEstablished,
 )
-from udpim.core.frames import CloseReason
+from udpim.core.frames import CloseFrame, CloseReason
 from udpim.core.handshake import HandshakeResult
 from udpim.core.keepalive import Keepalive
 from udpim.core.path import Address, PathManager
@@ -347,7 +347,7 @@ class Session:
         )
         if self.state is SessionState.CLOSING:
             self._tx.on_packet_while_closing(frames)
-            if self._tx.peer_closed(frames) is not None:
+            if any(isinstance(frame, CloseFrame) for frame in frames):
                 self._advance(SessionInput.PEER_CLOSED)
             return
         migrations = self._path.migrations

@@ -36,6 +36,7 @@ class Counters:
         "messages_sent",
         "packets_lost",
         "packets_received",
+        "packets_repaired",
         "packets_sent",
         "probes_sent",
         "reachability_gap_max_s",
@@ -47,6 +48,7 @@ class Counters:
         self.packets_sent = self.packets_received = 0
         self.bytes_sent = self.bytes_received = 0
         self.packets_lost = self.frames_retransmitted = self.probes_sent = 0
+        self.packets_repaired = 0
         self.messages_sent = self.messages_received = self.messages_delivered = 0
         self.reachability_gaps = 0
         self.reachability_gap_total_s = self.reachability_gap_max_s = 0.0
@@ -83,6 +85,8 @@ class SessionStatistics:
     ``drops`` counts datagrams dropped by this session, keyed by ``DropReason`` value;
     ``receive_buffered_bytes`` is reassembly memory in use (never above the window we
     advertised), ``send_buffered_bytes`` message bytes queued or awaiting acknowledgement.
+    ``packets_repaired`` counts packets rebuilt from the peer's FEC parity;
+    ``fec_group_size`` is our data packets per parity now (0: FEC off).
     ``heartbeat_interval_s``, ``dead_peer_timeout_s`` and ``idle_timeout_s`` are the
     values in force (``set_heartbeat_interval``, ``set_liveness``).
     ``reachability_gaps`` counts ack-eliciting packets that were overdue (outstanding for
@@ -122,6 +126,9 @@ class SessionStatistics:
     bytes_in_flight: int
     receive_buffered_bytes: int
     send_buffered_bytes: int
+    packets_repaired: int
+    fec_group_size: int
+    fec_parities_sent: int
     drops: dict[str, int] = field(default_factory=dict)
 
 
@@ -138,6 +145,7 @@ def build_statistics(
     keys = tx.keys
     drops = counters.drops or {}
     receive_buffered, send_buffered = tx.buffered_bytes()
+    fec_group_size, fec_parities_sent = tx.fec_state()
     return SessionStatistics(
         state=state,
         role=role,
@@ -170,5 +178,8 @@ def build_statistics(
         bytes_in_flight=tx.recovery.bytes_in_flight,
         receive_buffered_bytes=receive_buffered,
         send_buffered_bytes=send_buffered,
+        packets_repaired=counters.packets_repaired,
+        fec_group_size=fec_group_size,
+        fec_parities_sent=fec_parities_sent,
         drops={reason.value: count for reason, count in drops.items()},
     )

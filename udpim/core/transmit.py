@@ -12,7 +12,9 @@ Packing order of one datagram (docs/PROTOCOL.md "Packing"):
 3. message data: retransmissions first, then new fragments, while the congestion
    window allows (probes, heartbeats and the first confirmation may exceed it);
 4. a PING if the packet must elicit an acknowledgement (probe, heartbeat,
-   confirmation) and carries nothing else that does.
+   confirmation) and carries nothing else that does;
+5. when a forward-error-correction group closes (``fec.py``), its parity, alone in a
+   packet of its own that is neither ack-eliciting nor recorded.
 
 A packet that elicits an acknowledgement is recorded with the frames it carried; frames
 of packets declared lost go back to their owners. ACK-only packets are not recorded:
@@ -26,28 +28,30 @@ from typing import final
 
 from udpim.core.ackranges import AckTracker
 from udpim.core.config import INITIAL_MAX_DATA_BYTES, SessionConfig
-from udpim.core.errors import BadPacket, ProtocolViolation
 from udpim.core.events import Event, MessageDelivered, MessageReceived
+from udpim.core.fec import FEC_OVERHEAD_BYTES, FecDecoder, FecEncoder
+from udpim.core.framecodec import decode_frames_authenticated
 from udpim.core.frames import (
     AckFrame,
     CloseFrame,
     CloseReason,
     DataFrame,
+    FecFrame,
     Frame,
-    PaddingFrame,
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
     WindowFrame,
 )
 from udpim.core.keepalive import Keepalive
+from udpim.core.owed import OwedFrames
 from udpim.core.path import PathManager
 from udpim.core.protection import SessionKeys
 from udpim.core.recovery import LossRecovery, SentPacket
 from udpim.core.recvbuffer import ReceiveBuffer
 from udpim.core.sendbuffer import SendBuffer
 from udpim.core.statistics import Counters
-from udpim.core.wire import AEAD_TAG_BYTES, decode_frames_untrusted, encode_frames, frame_size
+from udpim.core.wire import AEAD_TAG_BYTES, encode_frames, frame_size
 
 __all__ = ["Transmitter"]
 
@@ -60,24 +64,6 @@ MIN_DATA_FRAME_BYTES = 32
 MAX_DATAGRAMS_PER_FLUSH = 256
 """Upper bound on one ``datagrams()`` call, so one session cannot starve a driver."""
 
-_NOT_ACK_ELICITING = (AckFrame, PaddingFrame, CloseFrame)
-
-
-@final
-class _Pending:
-    """Output that is owed but not yet packed."""
-
-    __slots__ = ("close", "close_resend", "heartbeat", "path_responses", "ping", "probes", "window")
-
-    def __init__(self) -> None:
-        self.ping = False  # one ack-eliciting packet is owed (handshake confirmation)
-        self.heartbeat = False  # the keepalive deadline passed
-        self.probes = 0  # PTO probes owed (ack-eliciting, may exceed cwnd)
-        self.window = False  # a WINDOW frame was lost: re-advertise
-        self.path_responses: list[PathResponseFrame] = []
-        self.close: CloseFrame | None = None
-        self.close_resend = False
-
 
 @final
 class Transmitter:
@@ -86,6 +72,8 @@ class Transmitter:
     __slots__ = (
         "_acks",
         "_events",
+        "_fec_rx",
+        "_fec_tx",
         "_keepalive",
         "_largest_acked",
         "_largest_received",
@@ -93,6 +81,7 @@ class Transmitter:
         "_max_ack_delay_s",
         "_max_datagram",
         "_next_pn",
+        "_parity",
         "_path",
         "_peer_cid",
         "_pending",
@@ -132,7 +121,10 @@ class Transmitter:
         self._peer_cid = b""
         self._next_pn = 0
         self._largest_received: int | None = None
-        self._pending = _Pending()
+        self._pending = OwedFrames()
+        self._fec_tx = FecEncoder() if config.fec else None
+        self._fec_rx: FecDecoder | None = None  # made on the peer's first FEC frame
+        self._parity: FecFrame | None = None
         # A window above the protocol's initial credit is advertised in the first packet.
         self._pending.window = config.receive_window_bytes > INITIAL_MAX_DATA_BYTES
         self._raw: deque[bytes] = deque()
@@ -170,6 +162,11 @@ class Transmitter:
         self._pending.close_resend = True
         self.closing_deadline = now + 3 * self._pto_s()
 
+    def fec_state(self) -> tuple[int, int]:
+        """``(members per parity now, 0 when off; parities sent so far)``."""
+        fec = self._fec_tx
+        return (0, 0) if fec is None else (fec.group_size, fec.parities_sent)
+
     def buffered_bytes(self) -> tuple[int, int]:
         """``(reassembly bytes held, message bytes queued or unacknowledged)``."""
         return self._recv.buffered_bytes, self._send.buffered_bytes
@@ -198,12 +195,9 @@ class Transmitter:
         packet_number, plaintext = self.keys.open_untrusted(
             data, self._largest_received, now, self._pto_s()
         )
-        try:
-            frames = decode_frames_untrusted(plaintext)
-        except BadPacket as exc:
-            raise ProtocolViolation(
-                CloseReason.PROTOCOL_VIOLATION, f"undecodable frames: {exc.detail}"
-            ) from None
+        frames = decode_frames_authenticated(plaintext)
+        if self._fec_rx is not None:
+            self._fec_rx.on_packet(packet_number, plaintext, now)
         is_largest = self._largest_received is None or packet_number > self._largest_received
         if is_largest:
             self._largest_received = packet_number
@@ -242,23 +236,40 @@ class Transmitter:
                     self._events.append(changed)
             elif isinstance(frame, PingFrame):
                 eliciting = True
+            elif isinstance(frame, FecFrame):
+                close = self._on_fec(frame, now) or close
         self._acks.on_packet_received(packet_number, eliciting, now)
         return close
+
+    def _on_fec(self, frame: FecFrame, now: float) -> CloseFrame | None:
+        """Rebuild a lost member of ``frame``'s group and process it as received."""
+        if self._fec_rx is None:
+            self._fec_rx = FecDecoder()
+        repaired = self._fec_rx.on_fec(frame, now)
+        assert self.keys is not None  # frames are processed only once keys exist
+        if repaired is None or not self.keys.mark_recovered(repaired[0]):
+            return None
+        number, plaintext = repaired
+        # A rebuilt packet's own FEC frames are not followed (no repair chains).
+        frames: list[Frame] = [
+            f for f in decode_frames_authenticated(plaintext) if not isinstance(f, FecFrame)
+        ]
+        self._fec_rx.on_packet(number, plaintext, now)
+        self.counters.packets_repaired += 1
+        return self.on_frames(number, frames, now)
 
     def on_packet_while_closing(self, frames: list[Frame]) -> None:
         """In CLOSING, answer the peer's packets with our CLOSE again."""
         self._pending.close_resend = True
 
-    @staticmethod
-    def peer_closed(frames: list[Frame]) -> CloseFrame | None:
-        """The CLOSE frame among ``frames``, if any."""
-        for frame in frames:
-            if isinstance(frame, CloseFrame):
-                return frame
-        return None
-
     def _on_ack(self, frame: AckFrame, now: float) -> None:
         outcome = self.recovery.on_ack_received(frame, now)
+        fec = self._fec_tx
+        if fec is not None:
+            for _ in outcome.acked:
+                fec.on_outcome(False)
+            for _ in outcome.lost:
+                fec.on_outcome(True)
         if self._largest_acked is None or frame.largest > self._largest_acked:
             self._largest_acked = frame.largest
         keys = self.keys
@@ -305,6 +316,7 @@ class Transmitter:
         the path's budget cannot carry waits for the peer's bytes, not the clock (no spin)."""
         best: float | None = None
         for candidate in (
+            self._fec_tx.deadline() if self._fec_tx is not None else None,
             self.recovery.deadline(),
             None if self._ack_blocked() else self._acks.ack_deadline(),
             self._path.deadline(),
@@ -322,6 +334,8 @@ class Transmitter:
             self._on_lost(outcome.lost)
             self._probe(outcome.probes)
         self._path.on_timeout(now)
+        if self._fec_tx is not None:
+            self._parity = self._parity or self._fec_tx.on_timer(now)
         keys = self.keys
         assert keys is not None  # timers run only in the states that have keys
         discard = keys.deadline()
@@ -376,11 +390,19 @@ class Transmitter:
                     out.append((self._seal([close], now), self._path.address))
             return out
         while len(out) < MAX_DATAGRAMS_PER_FLUSH:
+            self._send_parity(out, now)
             built = self._build(now)
             if built is None:
                 break
             out.append((built, self._path.address))
+        self._send_parity(out, now)
         return out
+
+    def _send_parity(self, out: list[tuple[bytes, tuple[str, int]]], now: float) -> None:
+        """Send a closed FEC group's parity (alone, not ack-eliciting) on a validated path."""
+        parity, self._parity = self._parity, None
+        if parity is not None and self._path.send_budget() is None:
+            out.append((self._seal([parity], now), self._path.address))
 
     def _build(self, now: float) -> bytes | None:
         room = self._room()
@@ -443,6 +465,8 @@ class Transmitter:
         budget = self._path.send_budget()
         if budget is not None:
             limit = min(limit, budget)
+        if self._fec_tx is not None and self._fec_tx.active:
+            limit -= FEC_OVERHEAD_BYTES  # a parity must fit a datagram too
         return limit - self._overhead()
 
     def _overhead(self) -> int:
@@ -452,47 +476,24 @@ class Transmitter:
         return header + AEAD_TAG_BYTES
 
     def _control_frames(self, room: int) -> list[Frame]:
-        """The owed control frames that fit in ``room`` bytes; the others stay owed (an
-        unvalidated path's budget can be smaller than they are)."""
-        pending = self._pending
-        frames: list[Frame] = []
-        owed: list[PathResponseFrame] = []
-        for response in pending.path_responses:
-            if frame_size(response) <= room:
-                frames.append(response)
-                room -= frame_size(response)
-            else:
-                owed.append(response)
-        pending.path_responses = owed
-        challenge = self._path.take_challenge()
-        if challenge is not None:
-            if frame_size(challenge) <= room:
-                frames.append(challenge)
-                room -= frame_size(challenge)
-            else:
-                self._path.on_challenge_lost(challenge)  # not sent: still owed
-        window = self._recv.window_frame(force=pending.window)
-        pending.window = window is not None and frame_size(window) > room
-        if window is not None and not pending.window:
-            frames.append(window)
-        return frames
+        return self._pending.control_frames(room, self._path, self._recv)
 
     def _seal(self, frames: list[Frame], now: float, *, ack_eliciting: bool = False) -> bytes:
         assert self.keys is not None
         packet_number = self._next_pn
         self._next_pn += 1
+        plaintext = encode_frames(frames)
         datagram = self.keys.seal(
-            self._peer_cid,
-            packet_number,
-            self._largest_acked,
-            encode_frames(frames),
-            now,
+            self._peer_cid, packet_number, self._largest_acked, plaintext, now
         )
         self.recovery.on_packet_number_used(packet_number)
         if ack_eliciting:
             self.recovery.on_packet_sent(
                 SentPacket(packet_number, now, len(datagram), True, True, tuple(frames))
             )
+            fec = self._fec_tx
+            if fec is not None and any(type(frame) is DataFrame for frame in frames):
+                self._parity = self._parity or fec.on_data_packet(packet_number, plaintext, now)
         self._account(datagram, now)
         return datagram
 

@@ -52,10 +52,12 @@ import construct as cs
 from udpim.core.config import MAX_DATAGRAM_BYTES  # re-exported: the receive limit
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError
 from udpim.core.framecodec import (
+    FEC_MAX_SPAN,
     MAX_CLOSE_TEXT_BYTES,
     PATH_DATA_BYTES,
     FrameType,
     data_frame_overhead,
+    decode_frames_authenticated,
     decode_frames_untrusted,
     encode_frames,
     frame_size,
@@ -64,6 +66,7 @@ from udpim.core.varint import MAX_VARINT, decode_varint_untrusted, encode_varint
 
 __all__ = [
     "AEAD_TAG_BYTES",
+    "FEC_MAX_SPAN",
     "CID_BYTES",
     "COOKIE_REPLY_BYTES",
     "INITIATION_BYTES",
@@ -87,6 +90,7 @@ __all__ = [
     "data_frame_overhead",
     "decode_cookie_reply_untrusted",
     "decode_data_header_untrusted",
+    "decode_frames_authenticated",
     "decode_frames_untrusted",
     "decode_initiation_untrusted",
     "decode_packet_number",
