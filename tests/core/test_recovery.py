@@ -86,6 +86,24 @@ def test_pto_deadline_backoff_and_probes() -> None:
     assert recovery.statistics().pto_count == 0
 
 
+def test_pto_with_no_probe_sent_still_moves_forward() -> None:
+    """A probe the path cannot carry (an unvalidated path's spent budget) is not sent, so
+    no send moves the PTO's base; with the backoff capped, each expiry must still push
+    the deadline one backed-off PTO past itself, or a driver would spin on it."""
+    recovery = LossRecovery(CONFIG)
+    recovery.on_packet_sent(packet(0, 0.0))
+    # From the send: P, 2P, 4P (the cap), then from each expiry: 4P later each time.
+    for deadline in [1, 2, 4, 8, 12, 16]:
+        assert recovery.deadline() == deadline * FIRST_PTO
+        assert recovery.on_timeout(deadline * FIRST_PTO).probes == 1
+    assert recovery.pto_count == 6
+    now = 16 * FIRST_PTO
+    assert recovery.deadline() == now + 4 * FIRST_PTO
+    # A probe sent later counts from its own send time, as before.
+    recovery.on_packet_sent(packet(1, now + 1.0))
+    assert recovery.deadline() == now + 1.0 + 4 * FIRST_PTO
+
+
 def test_packet_threshold_then_time_threshold_losses() -> None:
     recovery = LossRecovery(CONFIG)
     for number in range(5):

@@ -299,6 +299,33 @@ def test_an_exhausted_budget_holds_output_without_stalling_the_timer() -> None:
     assert client.state is SessionState.ESTABLISHED
 
 
+def test_probes_the_budget_cannot_carry_do_not_stall_the_timer() -> None:
+    # As above, but the initiator has data in flight that the moved responder never
+    # acknowledges, and validation takes long: the PTO expires again and again (its
+    # backoff capped at 2x here) with no room for the probes. Each expiry must move the
+    # deadline forward (the wire checks every step), and the data arrives once the
+    # initiator falls back to the old path.
+    config = replace(CFG, path_validation_timeout_s=30.0, max_pto_backoff=1)
+    pair = established_pair(config)
+    wire = pair.wire
+    wire.run(1.0)
+    client = pair.client
+    wire.route(MOVED_RESPONDER, pair.responder)
+    start = len(wire.log)
+    rebind = rebind_after(start, RESPONDER_ADDRESS, MOVED_RESPONDER)
+    wire.hook = lambda d: rebind(d) if d.index == start else []
+    pair.responder.endpoint.send_message(pair.server, b"x", wire.now)
+    wire.run(1.0 + wire.delay_s)
+    assert client.peer_address == MOVED_RESPONDER
+    pair.initiator.endpoint.send_message(client, b"y", wire.now)
+    wire.run(20.0)
+    wire.hook = None
+    wire.run(40.0)
+    assert client.peer_address == RESPONDER_ADDRESS
+    assert pair.responder.of(MessageReceived)[-1] == MessageReceived(0, b"y")
+    assert client.state is SessionState.ESTABLISHED
+
+
 def rebound_before_confirming(pair: Pair) -> Callable[[Datagram], list[Datagram]]:
     """A NAT that rebinds the initiator right after its initiation left: its first DATA
     packet (the handshake confirmation) reaches the responder from a new address."""

@@ -167,6 +167,7 @@ class LossRecovery:
         "_loss_time",
         "_packets_lost",
         "_pto_count",
+        "_pto_fired_at",
         "_sent",
         "congestion",
         "rtt",
@@ -187,6 +188,7 @@ class LossRecovery:
         self._bytes_in_flight = 0
         self._eliciting_in_flight = 0
         self._pto_count = 0
+        self._pto_fired_at = 0.0
         self._largest_used = -1
         self._largest_acked: int | None = None
         self._loss_time: float | None = None
@@ -319,6 +321,7 @@ class LossRecovery:
         if in_flight:
             self.congestion.on_packets_acked(in_flight, now)
         self._pto_count = 0
+        self._pto_fired_at = 0.0
         return AckOutcome(tuple(acked), lost, rtt_sampled)
 
     def _remove_acked(self, ranges: Iterable[tuple[int, int]]) -> list[SentPacket]:
@@ -403,7 +406,13 @@ class LossRecovery:
             return None
         backoff = 1 << min(self._pto_count, self._config.max_pto_backoff)
         pto_s = self.rtt.pto_s(self._config.max_ack_delay_s)
-        return self._last_eliciting_time + pto_s * backoff
+        deadline = self._last_eliciting_time + pto_s * backoff
+        if deadline <= self._pto_fired_at:
+            # The last expiry's probe never went out (an unvalidated path's spent budget)
+            # and the backoff is capped: count from that expiry, or the timer would fire
+            # again at once, forever.
+            return self._pto_fired_at + pto_s * backoff
+        return deadline
 
     def on_peer_reappeared(self, now: float) -> ReappearedOutcome:
         """The peer was heard after a silence longer than a PTO, or on a path that was
@@ -415,6 +424,7 @@ class LossRecovery:
             overdue packet, or no probes and None when nothing was outstanding for a PTO.
         """
         self._pto_count = 0
+        self._pto_fired_at = 0.0
         oldest = self.oldest_unacked(1)
         if not oldest or now - oldest[0].time_sent < self.rtt.pto_s(self._config.max_ack_delay_s):
             return _NOTHING_OVERDUE
@@ -437,4 +447,5 @@ class LossRecovery:
             self._on_lost(lost, now)
             return TimeoutOutcome(lost, 0)
         self._pto_count += 1
+        self._pto_fired_at = now
         return TimeoutOutcome((), min(MAX_PROBES, self._eliciting_in_flight))

@@ -47,7 +47,7 @@ from udpim.core.keepalive import Keepalive
 from udpim.core.owed import OwedFrames
 from udpim.core.path import PathManager
 from udpim.core.protection import SessionKeys
-from udpim.core.recovery import LossRecovery, SentPacket
+from udpim.core.recovery import MAX_PROBES, LossRecovery, SentPacket
 from udpim.core.recvbuffer import ReceiveBuffer
 from udpim.core.sendbuffer import SendBuffer
 from udpim.core.statistics import Counters
@@ -335,7 +335,9 @@ class Transmitter:
             self._probe(outcome.probes)
         self._path.on_timeout(now)
         if self._fec_tx is not None:
-            self._parity = self._parity or self._fec_tx.on_timer(now)
+            # Always close an expired group (else its deadline stays in the past); a newer
+            # parity replaces one still unsent.
+            self._parity = self._fec_tx.on_timer(now) or self._parity
         keys = self.keys
         assert keys is not None  # timers run only in the states that have keys
         discard = keys.deadline()
@@ -361,7 +363,8 @@ class Transmitter:
         a probe repairs it one RTO sooner than waiting for the ACK would."""
         if not probes:
             return
-        self._pending.probes += probes
+        # Probes the path could not carry yet do not pile up across expiries.
+        self._pending.probes = min(MAX_PROBES, self._pending.probes + probes)
         for packet in self.recovery.oldest_unacked(probes):
             for frame in packet.frames:
                 if isinstance(frame, DataFrame):
@@ -493,7 +496,7 @@ class Transmitter:
             )
             fec = self._fec_tx
             if fec is not None and any(type(frame) is DataFrame for frame in frames):
-                self._parity = self._parity or fec.on_data_packet(packet_number, plaintext, now)
+                self._parity = fec.on_data_packet(packet_number, plaintext, now) or self._parity
         self._account(datagram, now)
         return datagram
 
