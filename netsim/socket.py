@@ -46,10 +46,10 @@ import os
 import random
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 
 import trio
 
+from netsim.closing import Closing
 from netsim.models import LinkDirection
 
 __all__ = [
@@ -93,7 +93,7 @@ def _check_address(address: object, what: str) -> Address:
     return address[0], _check_port(address[1], what)
 
 
-class VirtualUDPSocket:
+class VirtualUDPSocket(Closing):
     """A UDP socket on a simulated host; create it with ``Host.socket()``.
 
     Mirrors ``trio.socket.socket(AF_INET, SOCK_DGRAM)`` for ``bind``,
@@ -214,17 +214,6 @@ class VirtualUDPSocket:
         self._queue.clear()
         self._queued_bytes = 0
         self._lot.unpark_all()
-
-    def __enter__(self) -> VirtualUDPSocket:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._bound_ip}:{self._port}"

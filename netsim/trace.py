@@ -60,9 +60,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
+from netsim.closing import Closing
 from netsim.trace_format import (
     TIME_DECIMALS,
     TRACE_FORMAT,
@@ -97,7 +97,7 @@ __all__ = [
 ]
 
 
-class Recorder:
+class Recorder(Closing):
     """Records simulation events, keeps a running trace hash, optionally writes a file.
 
     Args:
@@ -192,17 +192,6 @@ class Recorder:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> Recorder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def hash_lines(lines: Iterable[str]) -> str:

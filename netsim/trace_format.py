@@ -54,8 +54,9 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO
+
+from netsim.closing import Closing
 
 __all__ = [
     "TIME_DECIMALS",
@@ -245,7 +246,7 @@ def _open_read(path: Path) -> IO[str]:
     return open(path, encoding="utf-8", newline="\n")
 
 
-class TraceReader:
+class TraceReader(Closing):
     """Reads a trace file: :attr:`header` at open, then events by iteration.
 
     Args:
@@ -302,17 +303,6 @@ class TraceReader:
     def close(self) -> None:
         """Close the file."""
         self._file.close()
-
-    def __enter__(self) -> TraceReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_header(path: StrPath) -> TraceHeader:

@@ -3,8 +3,8 @@
 What it owns: starting, crashing, stopping and restarting the real udpim services
 (``serve_hub``, ``serve_peer``) on netsim's virtual UDP sockets, with real sqlite stores in
 inline mode, on hosts a scenario file declared. ``tools.udpim_app`` (the scenario library's
-app) runs on it. It grew from ``tests/net/world.py`` (the system tests' world, which also
-builds its own topology); the parts both need are copied here, to be shared later.
+app) runs on it. The system tests' world (``tests/net/world.py``) is a ``SimWorld`` that
+also builds its own topology: what both need lives here, once.
 
 Rules it keeps (so that a run is a pure function of the seed and replays bit for bit):
 
@@ -18,15 +18,14 @@ Rules it keeps (so that a run is a pure function of the seed and replays bit for
 * Structured concurrency: every service runs in the caller's nursery under its own cancel
   scope; ``crash``/``stop`` cancel it and wait until it is gone.
 
-Keepalive learning: a daemon with ``learn_keepalive`` gets a second virtual socket on its host
-(the probe socket, a fresh ephemeral port per start) and reads its local address from the
-network (so a timeline ``move`` is a path change it notices); one without learns nothing and
-keeps its configured heartbeat.
+Keepalive learning: a daemon with ``learn_keepalive`` gets a probe socket (a fresh ephemeral
+port per start) and reads its local address from the network, so a ``move`` is a path change
+it notices; one without keeps its configured heartbeat.
 
-Crashes: ``crash(node)`` makes the node's sockets silent (nothing more leaves it: no CLOSE, no
-last flush), cancels its task and closes its store. All in-memory state is gone; what the
-store committed stays. ``restart(node)`` starts it again on the same data directory with a
-fresh socket on the same port, the way a process restart would.
+Crashes: ``crash(node)`` silences the node's sockets (no CLOSE, no last flush), cancels its task
+and closes its store: memory is gone, what the store committed stays. ``restart(node)`` starts
+it again on the same data directory and port, the way a process restart would. Sockets count
+what they send and receive (``CrashableSocket.wire_bytes()``).
 """
 
 from __future__ import annotations
@@ -81,19 +80,32 @@ class CrashableSocket:
     def __init__(self, inner: VirtualUDPSocket) -> None:
         self.inner = inner
         self.crashed = False
+        self.datagrams_sent = self.bytes_sent = 0
+        self.datagrams_received = self.bytes_received = 0
 
     async def sendto(self, data: bytes, address: Any, /) -> int:
         """Send, unless crashed (then the datagram silently goes nowhere)."""
         if self.crashed:
             await trio.lowlevel.checkpoint()
             return len(data)
-        return await self.inner.sendto(data, address)
+        sent = await self.inner.sendto(data, address)
+        self.datagrams_sent += 1
+        self.bytes_sent += len(data)
+        return sent
 
     async def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]:
         """Receive, unless crashed (then block forever)."""
         if self.crashed:
             await trio.sleep_forever()
-        return await self.inner.recvfrom(bufsize)
+        data, source = await self.inner.recvfrom(bufsize)
+        self.datagrams_received += 1
+        self.bytes_received += len(data)
+        return data, source
+
+    def wire_bytes(self) -> int:
+        """Bytes sent and received on the wire: UDP payloads + 28 bytes IPv4/UDP each."""
+        datagrams = self.datagrams_sent + self.datagrams_received
+        return self.bytes_sent + self.bytes_received + 28 * datagrams
 
     def getsockname(self) -> Any:
         """The bound address."""
@@ -122,8 +134,9 @@ class Node:
 
 @dataclass
 class HubNode(Node):
-    """The hub; ``info`` while it runs."""
+    """The hub; ``info`` while it runs; ``closed``: only registered users may log in."""
 
+    closed: bool = False
     info: HubInfo | None = None
 
     @property
@@ -216,7 +229,7 @@ class SimWorld:
         assert isinstance(node, HubNode)
         assert node.sock is not None
         assert node.store is not None
-        config = HubConfig(node.data_dir, self.hub_address())
+        config = HubConfig(node.data_dir, self.hub_address(), closed=node.closed)
         serve = partial(
             serve_hub,
             config,
@@ -331,13 +344,10 @@ class SimWorld:
     async def crash(self, node: Node) -> None:
         """Kill ``node``: memory lost, nothing more sent, disk kept."""
         assert node.sock is not None
-        assert node.scope is not None
-        assert node.done is not None
         node.sock.crashed = True
         if isinstance(node, DaemonNode) and node.probe is not None:
             node.probe.crashed = True
-        node.scope.cancel()
-        await node.done.wait()
+        await self.stop(node)
 
     async def stop(self, node: Node) -> None:
         """Stop ``node`` cleanly (its sessions get CLOSE)."""
@@ -348,15 +358,17 @@ class SimWorld:
 
     async def restart(self, node: Node) -> None:
         """Start ``node`` again on its data directory."""
-        if isinstance(node, HubNode):
-            await self._launch(node, self._serve_hub)
-        else:
-            await self._launch(node, self._serve_daemon)
+        await self._launch(
+            node, self._serve_hub if isinstance(node, HubNode) else self._serve_daemon
+        )
+
+    def nodes(self) -> list[Node]:
+        """The hub (once added) and every daemon, in the order they were added."""
+        return [*([self.hub] if self.hub is not None else []), *self.daemons]
 
     def errors(self) -> dict[str, BaseException]:
         """Services that stopped on their own with an error, by name."""
-        nodes: list[Node] = [*([self.hub] if self.hub else []), *self.daemons]
-        return {node.name: node.error for node in nodes if node.error is not None}
+        return {node.name: node.error for node in self.nodes() if node.error is not None}
 
 
 async def _record_events(node: DaemonNode, *, task_status: trio.TaskStatus[None]) -> None:
@@ -370,19 +382,22 @@ async def _record_events(node: DaemonNode, *, task_status: trio.TaskStatus[None]
 
 
 async def wait_until(
-    predicate: Callable[[], bool],
+    predicate: Callable[[], bool] | Callable[[], Awaitable[bool]],
     *,
     timeout_s: float,
     poll_s: float = 1.0,
 ) -> bool:
-    """Poll ``predicate`` every ``poll_s`` (virtual) seconds for up to ``timeout_s``.
+    """Poll ``predicate`` (plain or async) every ``poll_s`` virtual seconds, up to ``timeout_s``.
 
     Returns:
         True when it became true in time, else False.
     """
     with trio.move_on_after(timeout_s):
         while True:
-            if predicate():
+            value = predicate()
+            if not isinstance(value, bool):
+                value = await value
+            if value:
                 return True
             await trio.sleep(poll_s)
     return False

@@ -19,7 +19,6 @@ Rules it keeps:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,6 +28,7 @@ from udpim.cli_options import (
     CommandFailed,
     UsageError,
     open_context,
+    parse_seconds,
     parse_user_name,
     print_json,
 )
@@ -55,7 +55,7 @@ def command_send(args: argparse.Namespace) -> int:
     """``udpim send TO TEXT|--stdin [--wait accepted|delivered] [--timeout S]``."""
     context = open_context(args, "user")
     to = parse_user_name(args.to, what="recipient")
-    timeout_s = _timeout(args.timeout)
+    timeout_s = parse_seconds(args.timeout, flag="--timeout", default=DEFAULT_WAIT_TIMEOUT_S)
     if args.stdin and args.text is not None:
         raise UsageError("give the message TEXT or --stdin, not both")
     if not args.stdin and args.text is None:
@@ -64,18 +64,6 @@ def command_send(args: argparse.Namespace) -> int:
     for text in texts:
         _send_one(context, to, text, args.wait, timeout_s)
     return 0
-
-
-def _timeout(text: str | None) -> float:
-    if text is None:
-        return DEFAULT_WAIT_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise UsageError(f"bad --timeout {text!r}: expected a positive number of seconds")
-    return value
 
 
 def _stdin_lines() -> Iterator[str]:

@@ -97,41 +97,26 @@ class DemoReporter:
 
     def welcomed(self, now: float, user: str) -> None:
         """``user`` logged in to the hub."""
-        self._line(now, "welcomed", f"{user:<5} logged in to the hub", user=user)
+        self._user_line(now, "welcomed", user, "logged in to the hub")
 
     def arrived(self, now: float, user: str, sender: str, text: str, latency_ms: int) -> None:
         """A message reached ``user``'s disk."""
-        self._line(
-            now,
-            "arrived",
-            f"{user:<5} <- {sender:<5} {text!r}  ({latency_ms} ms after it was sent)",
-            user=user,
-            sender=sender,
-            text=text,
-            latency_ms=latency_ms,
-        )
+        line = f"<- {sender:<5} {text!r}  ({latency_ms} ms after it was sent)"
+        self._user_line(now, "arrived", user, line, sender=sender, text=text, latency_ms=latency_ms)
 
     def receipt(self, now: float, user: str, to: str, message_id: str, number: str) -> None:
         """A delivery receipt for ``user``'s message ``number`` ("n/N") came back."""
-        self._line(
-            now,
-            "receipt",
-            f"{user:<5} receipt: {to} has message {number} (id {message_id})",
-            user=user,
-            to=to,
-            id=message_id,
-        )
+        line = f"receipt: {to} has message {number} (id {message_id})"
+        self._user_line(now, "receipt", user, line, to=to, id=message_id)
 
     def rejected(self, now: float, user: str, to: str, number: str, reason: str) -> None:
         """The hub refused ``user``'s message ``number`` (it will never be delivered)."""
-        self._line(
-            now,
-            "rejected",
-            f"{user:<5} message {number} to {to} rejected by the hub: {reason or 'unknown user'}",
-            user=user,
-            to=to,
-            reason=reason,
-        )
+        line = f"message {number} to {to} rejected by the hub: {reason or 'unknown user'}"
+        self._user_line(now, "rejected", user, line, to=to, reason=reason)
+
+    def _user_line(self, now: float, event: str, user: str, text: str, /, **facts: object) -> None:
+        """A line about ``user``: the name in a column of its own, and a ``user`` fact."""
+        self._line(now, event, f"{user:<5} {text}", user=user, **facts)
 
 
 def print_summary(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "open_context",
     "parse_key_option",
     "parse_listen",
+    "parse_seconds",
     "parse_user_name",
     "print_json",
 ]
@@ -213,6 +215,23 @@ def parse_key_option(text: str, *, what: str) -> bytes:
         return parse_public_key(text)
     except IdentityError as exc:
         raise UsageError(f"{what}: {exc}") from None
+
+
+def parse_seconds(text: str | None, *, flag: str, default: float) -> float:
+    """Parse a duration option (``--timeout 2.5``); ``default`` when it is not given.
+
+    Raises:
+        UsageError: not a positive, finite number of seconds.
+    """
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise UsageError(f"bad {flag} {text!r}: expected a positive number of seconds")
+    return value
 
 
 def parse_user_name(text: str, *, what: str = "user name") -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from udpim.cli_options import (
     open_context,
     parse_key_option,
     parse_listen,
+    parse_seconds,
     parse_user_name,
     print_json,
 )
@@ -215,8 +215,12 @@ def _session_config(context: CommandContext, args: argparse.Namespace) -> Sessio
     defaults = SessionConfig()
     heartbeat = context.text_setting(args, "heartbeat")
     hub_timeout = context.text_setting(args, "hub_timeout")
-    heartbeat_s = _seconds(heartbeat, "--heartbeat", defaults.heartbeat_interval_s)
-    silent_s = _seconds(hub_timeout, "--hub-timeout", defaults.dead_peer_timeout_s)
+    heartbeat_s = parse_seconds(
+        heartbeat, flag="--heartbeat", default=defaults.heartbeat_interval_s
+    )
+    silent_s = parse_seconds(
+        hub_timeout, flag="--hub-timeout", default=defaults.dead_peer_timeout_s
+    )
     if silent_s < 2 * heartbeat_s:
         raise UsageError(
             f"--hub-timeout ({silent_s:g}s) must be at least twice --heartbeat ({heartbeat_s:g}s)"
@@ -224,18 +228,6 @@ def _session_config(context: CommandContext, args: argparse.Namespace) -> Sessio
     return dataclasses.replace(
         defaults, heartbeat_interval_s=heartbeat_s, dead_peer_timeout_s=silent_s
     )
-
-
-def _seconds(text: str | None, flag: str, default: float) -> float:
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise UsageError(f"bad {flag} {text!r}: expected a positive number of seconds")
-    return value
 
 
 async def _serve_until_signalled(

@@ -8,10 +8,11 @@ the one line that reruns it alone.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Generator
 
 import pytest
+
+from tests.seed_replay import report_failed_seed
 
 
 @pytest.hookimpl(wrapper=True)
@@ -19,9 +20,5 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    callspec = getattr(item, "callspec", None)
-    seed = callspec.params.get("seed") if callspec is not None else None
-    if report.failed and seed is not None:
-        line = f"simulation seed {seed} failed; replay: pytest {shlex.quote(item.nodeid)}"
-        report.sections.append(("net seed", line))
+    report_failed_seed(item, report, param="seed", section="net seed", what="simulation")
     return report

@@ -107,8 +107,7 @@ async def test_one_heartbeat_round_trip_is_tiny(
 ) -> None:
     async with open_world(tmp_path, 3) as world:
         await world.start_hub()
-        alice = await world.daemon("alice", "alice", learn=False)
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice", learn=False)
         await trio.sleep(60.0)
         sock = alice.sock
         assert sock is not None

@@ -38,8 +38,7 @@ async def test_no_seen_falls_back_to_the_default_and_retries_hourly(
 
         world.network.add_filter(no_observes)
         await world.start_hub()
-        alice = await world.daemon("alice", "alice")
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice")
         await trio.sleep(2 * 3600.0 + 60.0)
         status = alice.handle.keepalive_status()["keepalive"]
         assert isinstance(status, dict)
@@ -68,8 +67,7 @@ async def test_without_learning_a_new_local_address_still_counts(
 ) -> None:
     async with open_world(tmp_path, 52) as world:
         await world.start_hub()
-        alice = await world.daemon("alice", "alice", learn=False)
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice", learn=False)
         await trio.sleep(LOCAL_ADDRESS_POLL_S)
         elsewhere = world.add_network("elsewhere", "127.1.3.1")
         world.move(alice, elsewhere, "127.18.0.2")

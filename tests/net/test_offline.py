@@ -34,9 +34,7 @@ async def test_backlog_after_hours_offline_drains_in_order(
 ) -> None:
     async with open_world(tmp_path, seed) as world:
         await world.start_hub()
-        alice = await world.daemon("alice", "alice", up=CABLE, down=CABLE)
-        bob = await world.daemon("bob", "bob", up=CABLE, down=CABLE)
-        await world.wait_welcomed(alice, bob)
+        alice, bob = await world.welcomed_daemons("alice", "bob", up=CABLE, down=CABLE)
         await world.stop(bob)  # bob's device exists on the hub; bob goes away
         bodies = [f"backlog #{number}" for number in range(BACKLOG)]
         ids = [(await alice.handle.send("bob", body)).id for body in bodies]
@@ -112,9 +110,7 @@ async def test_waits_that_run_out_leave_the_message_queued(
 ) -> None:
     async with open_world(tmp_path, seed) as world:
         hub = await world.start_hub()
-        alice = await world.daemon("alice", "alice")
-        bob = await world.daemon("bob", "bob")
-        await world.wait_welcomed(alice, bob)
+        alice, bob = await world.welcomed_daemons("alice", "bob")
         await world.stop(bob)
         with pytest.raises(SendTimeout) as caught:
             await alice.handle.send("bob", "are you there?", wait="delivered", timeout_s=10)

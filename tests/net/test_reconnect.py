@@ -34,8 +34,7 @@ async def test_redial_backs_off_then_resets_after_a_welcome(
 ) -> None:
     async with open_world(tmp_path, seed) as world:
         hub = await world.start_hub()
-        alice = await world.daemon("alice", "alice")
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice")
         await world.stop(hub)  # clean stop: the daemon hears CLOSE at once
         stopped_at = trio.current_time()
         await trio.sleep(1200)

@@ -33,8 +33,7 @@ async def test_a_daemon_cannot_log_in_as_another_user(
 ) -> None:
     async with open_world(tmp_path, seed) as world:
         await world.start_hub()
-        alice = await world.daemon("alice", "alice")
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice")
         mallory = await world.daemon("mallory", "alice")  # her own key, alice's name
         error = await world.wait_stopped(mallory)
         assert isinstance(error, PeerRefused)
@@ -52,9 +51,7 @@ async def test_from_is_the_sessions_user_not_client_input(
 ) -> None:
     async with open_world(tmp_path, seed) as world:
         hub = await world.start_hub()
-        alice = await world.daemon("alice", "alice")
-        bob = await world.daemon("bob", "bob")
-        await world.wait_welcomed(alice, bob)
+        _alice, bob = await world.welcomed_daemons("alice", "bob")
         world.network.add_host("mallory", "127.1.0.66")
         key = StaticKey.generate(random.Random(seed).randbytes)
         host = world.network.host("mallory")
@@ -120,8 +117,7 @@ async def test_messages_to_nobody_are_rejected(
 ) -> None:
     async with open_world(tmp_path, seed) as world:
         await world.start_hub()
-        alice = await world.daemon("alice", "alice")
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice")
         with pytest.raises(UnknownUser, match=r"^unknown user nobody$"):
             await alice.handle.send("nobody", "hello?", wait="accepted", timeout_s=60)
         (status,) = [await alice.handle.status()]

@@ -22,8 +22,7 @@ async def test_status_shows_learning_heartbeat_path_and_reachability(
 ) -> None:
     async with open_world(tmp_path, 41) as world:
         await world.start_hub()
-        alice = await world.daemon("alice", "alice", nat=NatConfig(timeout_s=60.0))
-        await world.wait_welcomed(alice)
+        (alice,) = await world.welcomed_daemons("alice", nat=NatConfig(timeout_s=60.0))
         await trio.sleep(20.0)
         learning = format_status(json.loads(json.dumps(await alice.handle.status())))
         assert (

@@ -19,6 +19,10 @@ Crashes: ``crash(node)`` makes the node's sockets silent (nothing more leaves th
 CLOSE, no last flush), cancels its task and closes its store. All in-memory state is
 gone; what the store committed stays. ``restart(node)`` starts it again on the same
 data directory, the way a process restart would.
+
+The services' life and death (sockets, stores, crash, stop, restart) is
+``tools.simworld.SimWorld``'s, shared with the scenario library's app; this module adds
+the topology above, the seed's rng streams, and the queries and waits the tests use.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import random
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,111 +40,41 @@ import trio
 from netsim.models import LinkProfile
 from netsim.nat import NatConfig
 from netsim.network import Network, open_network
-from netsim.socket import VirtualUDPSocket
+from tools import simworld
+from tools.simworld import EPOCH_MS, CrashableSocket, HubNode, Node, clock_ms
 from udpim.core.config import SessionConfig
 from udpim.core.errors import UdpimError
 from udpim.identity import IDENTITY_FILE
 from udpim.im.events import Event, MessageArrived, OutboxChanged, Welcomed
-from udpim.net.errors import plain_errors
-from udpim.net.hub import HUB_DATABASE, HubConfig, HubInfo, serve_hub
-from udpim.net.peer import PEER_DATABASE, PeerConfig, PeerHandle, PeerInfo, serve_peer
-from udpim.store.base import StoreKind
-from udpim.store.sqlite import SqliteStore
 
-EPOCH_MS = 1_800_000_000_000
+__all__ = [
+    "EPOCH_MS",
+    "HUB_ADDRESS",
+    "HUB_HOST",
+    "HUB_PORT",
+    "NET_LINK",
+    "CrashableSocket",
+    "DaemonNode",
+    "HubNode",
+    "Node",
+    "World",
+    "open_world",
+    "wait_until",
+]
+
 HUB_HOST = "127.1.0.1"
 HUB_PORT = 7000
 HUB_ADDRESS = (HUB_HOST, HUB_PORT)
 NET_LINK = LinkProfile(delay_s=0.02, jitter_s=0.005)
 
 
-class CrashableSocket:
-    """A virtual socket that can be struck dumb, as a process killed mid-flight is."""
-
-    def __init__(self, inner: VirtualUDPSocket) -> None:
-        self.inner = inner
-        self.crashed = False
-        self.datagrams_sent = self.bytes_sent = 0
-        self.datagrams_received = self.bytes_received = 0
-
-    async def sendto(self, data: bytes, address: Any, /) -> int:
-        if self.crashed:
-            await trio.lowlevel.checkpoint()
-            return len(data)
-        sent = await self.inner.sendto(data, address)
-        self.datagrams_sent += 1
-        self.bytes_sent += len(data)
-        return sent
-
-    async def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]:
-        if self.crashed:
-            await trio.sleep_forever()
-        data, source = await self.inner.recvfrom(bufsize)
-        self.datagrams_received += 1
-        self.bytes_received += len(data)
-        return data, source
-
-    def wire_bytes(self) -> int:
-        """Bytes sent and received on the wire: UDP payloads + 28 bytes IPv4/UDP each."""
-        datagrams = self.datagrams_sent + self.datagrams_received
-        return self.bytes_sent + self.bytes_received + 28 * datagrams
-
-    def getsockname(self) -> Any:
-        return self.inner.getsockname()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-@dataclass
-class Node:
-    """One service (hub or daemon) in the world, across its restarts."""
-
-    name: str
-    data_dir: Path
-    host: str
-    port: int
-    generation: int = 0
-    scope: trio.CancelScope | None = None
-    done: trio.Event | None = None
-    sock: CrashableSocket | None = None
-    store: SqliteStore | None = None
-    error: BaseException | None = None
-
-
-@dataclass
-class HubNode(Node):
-    closed: bool = False
-    info: HubInfo | None = None
+class DaemonNode(simworld.DaemonNode):
+    """A user's daemon, with the queries the system tests ask of its notices."""
 
     @property
-    def public_key(self) -> bytes:
-        assert self.info is not None
-        return self.info.public_key
-
-
-@dataclass
-class DaemonNode(Node):
-    user: str = ""
-    hub_key: bytes | None = None
-    session: SessionConfig = field(default_factory=SessionConfig)
-    learn: bool = True
-    """Learn the NAT's mapping timeout (a probe socket beside the main one)."""
-    probe_sock: CrashableSocket | None = None
-    info: PeerInfo | None = None
-    events: list[tuple[float, Event]] = field(default_factory=list)
-    """Every notice of every run, with its virtual time."""
-    run_start: int = 0
-    """Index in ``events`` of the current run's first notice."""
-
-    @property
-    def handle(self) -> PeerHandle:
-        assert self.info is not None, f"{self.name} is not running"
-        return self.info.handle
-
-    @property
-    def running(self) -> bool:
-        return self.info is not None
+    def probe_sock(self) -> CrashableSocket | None:
+        """The probe socket of the current run (None when it does not learn)."""
+        return self.probe
 
     def notices(self, kind: type[Event]) -> list[Event]:
         """The notices of one type, in order."""
@@ -169,62 +102,39 @@ class DaemonNode(Node):
         """Welcomes over all runs."""
         return len(self.notices(Welcomed))
 
-    def welcomed_this_run(self) -> bool:
-        return any(isinstance(event, Welcomed) for _, event in self.events[self.run_start :])
+
+def seeded_random(seed: int, *labels: object) -> random.Random:
+    """The generator of the stream named ``seed/label/...``."""
+    return random.Random("/".join(map(str, (seed, *labels))))
 
 
-class World:
+class World(simworld.SimWorld):
     """The network, the tmp directory, and the nodes (see the module docstring)."""
 
+    clock_ms = staticmethod(clock_ms)
+
     def __init__(self, network: Network, nursery: trio.Nursery, tmp: Path, seed: int) -> None:
-        self.network = network
-        self.nursery = nursery
-        self.tmp = tmp
+        super().__init__(network, nursery, tmp, partial(seeded_random, seed))
         self.seed = seed
-        self._daemons = 0
-        self._nodes: list[DaemonNode] = []
-        self.hub: HubNode | None = None
-
-    # ------------------------------------------------------------------ clocks, rngs
-
-    @staticmethod
-    def clock_ms() -> int:
-        """The virtual wall clock (unix ms)."""
-        return EPOCH_MS + round(trio.current_time() * 1000)
 
     def rng(self, *labels: object) -> Callable[[int], bytes]:
-        return random.Random("/".join(map(str, (self.seed, *labels)))).randbytes
+        """Random bytes from the stream ``seed/label/...`` (no ``service`` label)."""
+        return seeded_random(self.seed, *labels).randbytes
 
     # ------------------------------------------------------------------ hub
 
-    async def start_hub(self, *, closed: bool = False, link: LinkProfile = NET_LINK) -> HubNode:
+    async def start_hub(  # type: ignore[override]
+        self, *, closed: bool = False, link: LinkProfile = NET_LINK
+    ) -> HubNode:
+        """Start (the first time: add the host of) the hub at ``HUB_ADDRESS``."""
         if self.hub is None:
             self.network.add_host("hub", HUB_HOST, up=link, down=link)
             self.hub = HubNode("hub", self.tmp / "hub", "hub", HUB_PORT, closed=closed)
-        hub = self.hub
-        await self._launch(hub, self._serve_hub)
-        return hub
-
-    async def _serve_hub(self, node: Node, task_status: trio.TaskStatus[object]) -> None:
-        assert isinstance(node, HubNode)
-        assert node.sock is not None
-        assert node.store is not None
-        config = HubConfig(node.data_dir, HUB_ADDRESS, closed=node.closed)
-        serve = partial(
-            serve_hub,
-            config,
-            sock=node.sock,
-            store=node.store,
-            rng=self.rng(node.name, node.generation),
-            wall_clock_ms=self.clock_ms,
-        )
-        async with trio.open_nursery() as nursery:
-            node.info = await nursery.start(serve)
-            task_status.started(node.info)
+        return await super().start_hub("hub", HUB_PORT)
 
     # ------------------------------------------------------------------ daemons
 
-    def add_daemon(
+    def add_daemon(  # type: ignore[override]
         self,
         name: str,
         user: str,
@@ -239,8 +149,7 @@ class World:
     ) -> DaemonNode:
         """Create a daemon's host (behind its own NAT, ``nat-NAME``) and data directory;
         not started."""
-        self._daemons += 1
-        n = self._daemons
+        n = len(self.daemons) + 1
         self.network.add_nat(f"nat-{name}", f"127.1.1.{n}", nat or NatConfig())
         self.network.add_host(name, f"127.16.{n}.2", nat=f"nat-{name}", up=up, down=down)
         data_dir = self.tmp / name
@@ -253,121 +162,28 @@ class World:
             name,
             0,
             user=user,
+            hub=HUB_ADDRESS,
             hub_key=hub_key,
             session=session or SessionConfig(),
-            learn=learn,
+            learn_keepalive=learn,
         )
-        self._nodes.append(node)
-        return node
-
-    async def start_daemon(self, node: DaemonNode) -> DaemonNode:
-        await self._launch(node, self._serve_daemon)
+        self.daemons.append(node)
         return node
 
     async def daemon(self, name: str, user: str, **options: Any) -> DaemonNode:
         """``add_daemon`` then ``start_daemon``, dialling with the hub's key."""
         if "hub_key" not in options and self.hub is not None:
             options["hub_key"] = self.hub.public_key
-        return await self.start_daemon(self.add_daemon(name, user, **options))
+        node = self.add_daemon(name, user, **options)
+        await self.start_daemon(node)
+        return node
 
-    async def _serve_daemon(self, node: Node, task_status: trio.TaskStatus[object]) -> None:
-        assert isinstance(node, DaemonNode)
-        assert node.sock is not None
-        assert node.store is not None
-        config = PeerConfig(
-            node.data_dir,
-            node.user,
-            HUB_ADDRESS,
-            hub_key=node.hub_key,
-            session=node.session,
-            learn_keepalive=node.learn,
-        )
-        node.run_start = len(node.events)
-        host = self.network.host(node.host)
-
-        async def local_address() -> str:
-            await trio.lowlevel.checkpoint()
-            return host.address
-
-        async with trio.open_nursery() as nursery:
-            serve = partial(
-                serve_peer,
-                config,
-                sock=node.sock,
-                store=node.store,
-                rng=self.rng(node.name, node.generation),
-                wall_clock_ms=self.clock_ms,
-                control=False,
-                probe_sock=node.probe_sock,
-                local_address=local_address,
-            )
-            node.info = await nursery.start(serve)
-            await nursery.start(_record_events, node.info.handle, node.events)
-            task_status.started(node.info)
-
-    # ------------------------------------------------------------------ life and death
-
-    async def _launch(
-        self, node: Node, serve: Callable[[Node, trio.TaskStatus[object]], Awaitable[None]]
-    ) -> None:
-        node.generation += 1
-        raw = self.network.host(node.host).socket()
-        await raw.bind(("0.0.0.0", node.port))
-        node.sock = CrashableSocket(raw)
-        if isinstance(node, DaemonNode) and node.learn:
-            probe = self.network.host(node.host).socket()
-            await probe.bind(("0.0.0.0", 0))
-            node.probe_sock = CrashableSocket(probe)
-        kind: StoreKind = "hub" if isinstance(node, HubNode) else "peer"
-        database = HUB_DATABASE if kind == "hub" else PEER_DATABASE
-        node.store = await SqliteStore.open(node.data_dir / database, kind, threaded=False)
-        node.scope = trio.CancelScope()
-        node.done = trio.Event()
-        node.error = None
-        await self.nursery.start(self._guard, node, serve)
-
-    async def _guard(
-        self,
-        node: Node,
-        serve: Callable[[Node, trio.TaskStatus[object]], Awaitable[None]],
-        *,
-        task_status: trio.TaskStatus[None],
-    ) -> None:
-        assert node.scope is not None
-        assert node.done is not None
-        try:
-            with node.scope, plain_errors():
-                await serve(node, task_status)  # type: ignore[arg-type]
-        except UdpimError as exc:  # a service that stopped on its own: wait_stopped
-            node.error = exc
-        finally:
-            if isinstance(node, DaemonNode | HubNode):
-                node.info = None
-            if node.sock is not None:
-                node.sock.close()
-            if isinstance(node, DaemonNode) and node.probe_sock is not None:
-                node.probe_sock.close()
-            if node.store is not None:
-                await node.store.aclose()
-            node.done.set()
-
-    async def crash(self, node: Node) -> None:
-        """Kill ``node``: memory lost, nothing more sent, disk kept."""
-        assert node.sock is not None
-        assert node.scope is not None
-        assert node.done is not None
-        node.sock.crashed = True
-        if isinstance(node, DaemonNode) and node.probe_sock is not None:
-            node.probe_sock.crashed = True
-        node.scope.cancel()
-        await node.done.wait()
-
-    async def stop(self, node: Node) -> None:
-        """Stop ``node`` cleanly (its sessions get CLOSE)."""
-        assert node.scope is not None
-        assert node.done is not None
-        node.scope.cancel()
-        await node.done.wait()
+    async def welcomed_daemons(self, *users: str, **options: Any) -> list[DaemonNode]:
+        """A started daemon per user (its host named for the user; ``daemon``'s options),
+        once the hub welcomed them all."""
+        nodes = [await self.daemon(user, user, **options) for user in users]
+        await self.wait_welcomed(*nodes)
+        return nodes
 
     # ------------------------------------------------------------------ networks
 
@@ -400,25 +216,6 @@ class World:
         assert isinstance(error, UdpimError), f"{node.name} stopped without an error"
         return error
 
-    def nodes(self) -> list[Node]:
-        return [*([self.hub] if self.hub is not None else []), *self._nodes]
-
-    async def restart(self, node: Node) -> None:
-        """Start ``node`` again on its data directory."""
-        if isinstance(node, HubNode):
-            await self._launch(node, self._serve_hub)
-        else:
-            await self._launch(node, self._serve_daemon)
-
-
-async def _record_events(
-    handle: PeerHandle, events: list[tuple[float, Event]], *, task_status: trio.TaskStatus[None]
-) -> None:
-    with handle.subscribe() as channel:
-        task_status.started()
-        async for event in channel:
-            events.append((trio.current_time(), event))
-
 
 @asynccontextmanager
 async def open_world(tmp: Path, seed: int) -> AsyncIterator[World]:
@@ -435,7 +232,7 @@ async def open_world(tmp: Path, seed: int) -> AsyncIterator[World]:
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
-    errors = {node.name: node.error for node in world.nodes() if node.error is not None}
+    errors = world.errors()
     assert not errors, f"services stopped with errors: {errors}"
 
 
@@ -459,12 +256,6 @@ async def wait_until(
         AssertionError: not true within ``timeout_s``.
     """
     start = trio.current_time()
-    with trio.move_on_after(timeout_s):
-        while True:
-            value = predicate()
-            if not isinstance(value, bool):
-                value = await value
-            if value:
-                return trio.current_time() - start
-            await trio.sleep(poll_s)
-    raise AssertionError(f"{what} not reached within {timeout_s} s (virtual)")
+    if not await simworld.wait_until(predicate, timeout_s=timeout_s, poll_s=poll_s):
+        raise AssertionError(f"{what} not reached within {timeout_s} s (virtual)")
+    return trio.current_time() - start

@@ -10,11 +10,11 @@ pure function of its seed, so the one-line replay command printed for a failing 
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Generator
 
 import pytest
 
+from tests.seed_replay import report_failed_seed
 from tests.sim.harness import TOTALS
 
 DEFAULT_SEEDS = 10
@@ -48,21 +48,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("sim_seed", seeds, ids=[f"seed{seed}" for seed in seeds])
 
 
-def replay_command(item: pytest.Item, seed: int) -> str:
-    """The one line that reruns ``item`` with ``seed`` alone."""
-    return f"pytest {shlex.quote(item.nodeid)} --sim-seed={seed}"
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    callspec = getattr(item, "callspec", None)
-    seed = callspec.params.get("sim_seed") if callspec is not None else None
-    if report.failed and seed is not None:
-        line = f"sim seed {seed} failed; replay: {replay_command(item, seed)}"
-        report.sections.append(("sim replay", line))
+    line = report_failed_seed(
+        item, report, param="sim_seed", section="sim replay", what="sim", option="--sim-seed"
+    )
+    if line is not None:
         item.config.stash[_REPLAYS].append(line)
     return report
 

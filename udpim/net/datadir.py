@@ -10,6 +10,8 @@ Rules:
 * Holding the lock is what makes it safe to replace a stale control socket left by a
   crashed daemon: nobody else can be listening on it.
 * The lock file is created 0600 inside the 0700 directory (``ensure_private_dir``).
+* A service that opens its own store in its directory (``open_owned_store``) hands it to
+  its exit stack to close; an injected store stays the caller's.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Final
 
 from udpim.identity import ensure_private_dir
 from udpim.net.errors import DataDirBusy
+from udpim.store.base import StoreKind
+from udpim.store.sqlite import SqliteStore
 
-__all__ = ["DAEMON_LOCK", "HUB_LOCK", "hold_data_dir"]
+__all__ = ["DAEMON_LOCK", "HUB_LOCK", "hold_data_dir", "open_owned_store"]
 
 HUB_LOCK: Final = "hub.lock"
 DAEMON_LOCK: Final = "daemon.lock"
@@ -58,3 +62,14 @@ def hold_data_dir(data_dir: Path, lock_name: str, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+async def open_owned_store(stack: AsyncExitStack, path: Path, kind: StoreKind) -> SqliteStore:
+    """The sqlite store at ``path`` (``SqliteStore.open``), closed when ``stack`` closes.
+
+    Raises:
+        StoreError: the database cannot be opened.
+    """
+    store = await SqliteStore.open(path, kind)
+    stack.push_async_callback(store.aclose)
+    return store

@@ -61,18 +61,17 @@ from udpim.identity import load_or_create_identity, public_key_text
 from udpim.im import events as im
 from udpim.im.hubcore import HubCore
 from udpim.net.actions import ActionRunner
-from udpim.net.datadir import HUB_LOCK, hold_data_dir
+from udpim.net.datadir import HUB_LOCK, hold_data_dir, open_owned_store
 from udpim.net.droplog import DropReporter
 from udpim.net.errors import ServiceFailed, plain_errors
 from udpim.net.keyquery import answer_query
-from udpim.net.listen import open_udp_socket
+from udpim.net.listen import open_owned_udp_socket
 from udpim.net.natprobe import EchoScheduler, EchoService
 from udpim.net.reachability import HubReachability
 from udpim.net.udp import DatagramSocket, EndpointDriver
 from udpim.net.wallclock import WallClockMs, handshake_clock_ns, system_clock_ms
 from udpim.settings import Address, format_address
 from udpim.store.base import Store
-from udpim.store.sqlite import SqliteStore
 
 __all__ = ["HUB_DATABASE", "HubConfig", "HubInfo", "serve_hub"]
 
@@ -156,13 +155,9 @@ async def serve_hub(
             log.info("created a new hub identity in %s", config.data_dir)
         async with AsyncExitStack() as stack:
             if store is None:
-                own = await SqliteStore.open(config.data_dir / HUB_DATABASE, "hub")
-                stack.push_async_callback(own.aclose)
-                store = own
+                store = await open_owned_store(stack, config.data_dir / HUB_DATABASE, "hub")
             if sock is None:
-                real = await open_udp_socket(config.listen)
-                stack.callback(real.close)
-                sock = real
+                sock = await open_owned_udp_socket(stack, config.listen)
             core = HubCore(
                 closed=config.closed, idle_timeout_s=config.endpoint.session.idle_timeout_s
             )

@@ -61,10 +61,10 @@ from udpim.im.ops import Op
 from udpim.im.peercore import PeerCore
 from udpim.net.actions import ActionRunner
 from udpim.net.control import ControlListener, open_control_listener, serve_control
-from udpim.net.datadir import DAEMON_LOCK, hold_data_dir
+from udpim.net.datadir import DAEMON_LOCK, hold_data_dir, open_owned_store
 from udpim.net.droplog import DropReporter
 from udpim.net.errors import ServiceFailed, plain_errors
-from udpim.net.listen import open_udp_socket
+from udpim.net.listen import open_owned_udp_socket
 from udpim.net.natlearning import KeepaliveManager, LocalAddress, system_local_address
 from udpim.net.peercontrol import PeerCommands
 from udpim.net.peerhandle import PeerHandle
@@ -73,7 +73,6 @@ from udpim.net.udp import DatagramSocket, EndpointDriver
 from udpim.net.wallclock import WallClockMs, handshake_clock_ns, system_clock_ms
 from udpim.settings import Address, format_address
 from udpim.store.base import Store, StoreError
-from udpim.store.sqlite import SqliteStore
 
 __all__ = ["PEER_DATABASE", "PeerConfig", "PeerHandle", "PeerInfo", "serve_peer"]
 
@@ -158,18 +157,12 @@ async def serve_peer(
             log.info("created a new identity in %s", config.data_dir)
         async with AsyncExitStack() as stack:
             if store is None:
-                own = await SqliteStore.open(config.data_dir / PEER_DATABASE, "peer")
-                stack.push_async_callback(own.aclose)
-                store = own
+                store = await open_owned_store(stack, config.data_dir / PEER_DATABASE, "peer")
             if sock is None:
-                real = await open_udp_socket(config.listen)
-                stack.callback(real.close)
-                sock = real
+                sock = await open_owned_udp_socket(stack, config.listen)
                 probe_sock = None
                 if config.learn_keepalive:
-                    probe = await open_udp_socket((config.listen[0], 0))
-                    stack.callback(probe.close)
-                    probe_sock = probe
+                    probe_sock = await open_owned_udp_socket(stack, (config.listen[0], 0))
                     local_address = local_address or system_local_address(config.hub)
             elif config.learn_keepalive and probe_sock is None:
                 log.info("keepalive learning is off: no probe socket beside the given socket")
