@@ -138,6 +138,11 @@ class HeldPending:
 
     async def wait(self) -> object:
         await self.released.wait()
+        return self.result_nowait()
+
+    def result_nowait(self) -> object:
+        if not self.released.is_set():
+            raise trio.WouldBlock
         if self.error is not None:
             raise self.error
         return self.result

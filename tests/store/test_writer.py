@@ -173,3 +173,21 @@ async def test_threaded_and_inline_give_the_same_results(tmp_path: Path) -> None
         threaded, inline = await play(True), await play(False)
     assert threaded == inline
     assert inline[8] == "AckMailbox failed: unknown device b9 of user bob"
+
+
+async def test_result_nowait_before_and_after_the_commit(tmp_path: Path) -> None:
+    bad = StoreMessage("alice", "a1", mid(999), "bob", "negative time", -1)
+    with trio.fail_after(BOUND_S):
+        async with await SqliteStore.open(tmp_path / "hub.db", "hub") as store:
+            pending = store.submit(message(1))
+            failing = store.submit(bad)
+            # outcomes come back through the Trio loop, which has not run since
+            for waiting in (pending, failing):
+                with pytest.raises(trio.WouldBlock):
+                    waiting.result_nowait()
+            assert await pending.wait() == (1, True)
+            assert pending.result_nowait() == (1, True)
+            with pytest.raises(StoreError, match="CHECK constraint"):
+                await failing.wait()
+            with pytest.raises(StoreError, match="CHECK constraint"):
+                failing.result_nowait()

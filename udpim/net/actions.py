@@ -9,12 +9,15 @@ Rules (docs/IM.md section 14, "Shell contract"):
 * Actions run IN ORDER, synchronously, in the task that produced them (the driver's
   event handler, the completion task, a control command). Nothing here blocks.
 * ``Store(token, op)``: ``store.submit(op)`` at once (the store executes FIFO), and the
-  ``(token, op, pending)`` goes into ONE bounded memory channel. One completion task
-  awaits the pendings in submission order and feeds ``core.on_store_result`` or
-  ``core.on_store_error``, then runs the actions those return.
+  ``(token, op, pending)`` joins ONE bounded FIFO. One completion task awaits the oldest
+  pending, then takes it and every later one already finished (``result_nowait``) in
+  the same step, in submission order, feeding each to ``core.on_store_result`` or
+  ``core.on_store_error`` and running the actions those return. A group commit of N
+  ops is thus consumed in one scheduler step, not N (``tools/bench relay``: one step
+  per op left the completion task, not the disk, setting the pace).
 * Backpressure: ``wait_for_room`` (the driver's input gate, and every user command)
   waits while ``STORE_BACKLOG_LIMIT`` ops are unanswered, so the backlog stays bounded
-  by that limit times what one input can cause. The channel's hard capacity
+  by that limit times what one input can cause. The FIFO's hard capacity
   (``STORE_CHANNEL_CAPACITY``) is far above that; reaching it is a bug and raises.
 * ``Send(sid, payload)``: ``driver.send_message`` on the session whose local connection
   ID is ``sid``; a session that is gone or closing is skipped (the core learns through
@@ -34,9 +37,11 @@ Rules (docs/IM.md section 14, "Shell contract"):
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol, final
 
@@ -70,7 +75,7 @@ log = logging.getLogger("udpim.net.actions")
 STORE_BACKLOG_LIMIT: Final = 1024
 """Stop reading input while this many store ops are unanswered."""
 STORE_CHANNEL_CAPACITY: Final = 64 * STORE_BACKLOG_LIMIT
-"""Hard bound of the completion channel (ops caused by store results pass the gate)."""
+"""Hard bound of the completion FIFO (ops caused by store results pass the gate)."""
 CLOSE_GRACE_S: Final = 3.0
 """Longest a ``Close`` waits for the session's queued messages to be acknowledged."""
 
@@ -98,6 +103,9 @@ class _FailedSubmit:
 
     async def wait(self) -> object:
         await trio.lowlevel.checkpoint()
+        raise self._error
+
+    def result_nowait(self) -> object:
         raise self._error
 
 
@@ -206,21 +214,20 @@ class ActionRunner:
         self._on_notify = on_notify
         self._on_store_done = on_store_done
         self.closer = SessionCloser(driver)
-        channel = trio.open_memory_channel[tuple[int, Op, Pending]](STORE_CHANNEL_CAPACITY)
-        self._submitted, self._to_complete = channel
-        self._backlog = 0
+        self._unanswered: deque[tuple[int, Op, Pending]] = deque()
+        self._submitted = trio.Event()
         self._room: trio.Event | None = None
 
     @property
     def store_backlog(self) -> int:
         """Store ops submitted and not yet answered."""
-        return self._backlog
+        return len(self._unanswered)
 
     def run(self, actions: list[Action]) -> None:
         """Execute ``actions`` in order (synchronously).
 
         Raises:
-            RuntimeError: the completion channel is full (a backpressure bug).
+            RuntimeError: the completion FIFO is full (a backpressure bug).
         """
         for action in actions:
             if isinstance(action, Send):
@@ -238,7 +245,7 @@ class ActionRunner:
 
     async def wait_for_room(self) -> None:
         """Wait while ``STORE_BACKLOG_LIMIT`` store ops are unanswered (backpressure)."""
-        while self._backlog >= STORE_BACKLOG_LIMIT:
+        while len(self._unanswered) >= STORE_BACKLOG_LIMIT:
             if self._room is None:
                 self._room = trio.Event()
             await self._room.wait()
@@ -271,22 +278,36 @@ class ActionRunner:
             self._on_liveness(action)
 
     def _submit(self, action: Store) -> None:
+        if len(self._unanswered) >= STORE_CHANNEL_CAPACITY:
+            raise RuntimeError("store completion FIFO full (backpressure bug)")
         pending: Pending
         try:
             pending = self._store.submit(action.op)
         except StoreError as exc:
             pending = _FailedSubmit(exc)
-        try:
-            self._submitted.send_nowait((action.token, action.op, pending))
-        except trio.WouldBlock:
-            raise RuntimeError("store completion channel full (backpressure bug)") from None
-        self._backlog += 1
+        self._unanswered.append((action.token, action.op, pending))
+        self._submitted.set()
 
     async def _complete(self) -> None:
-        core = self._core
-        async for token, op, pending in self._to_complete:
+        unanswered = self._unanswered
+        while True:
+            if not unanswered:
+                self._submitted = trio.Event()
+                await self._submitted.wait()
+                continue
+            with contextlib.suppress(StoreError):  # taken (again) by _answer_finished
+                await unanswered[0][2].wait()
+            self._answer_finished()
+
+    def _answer_finished(self) -> None:
+        """Answer the oldest ops while they are finished, in submission order."""
+        core, unanswered = self._core, self._unanswered
+        while unanswered:
+            token, op, pending = unanswered[0]
             try:
-                result = await pending.wait()
+                result = pending.result_nowait()
+            except trio.WouldBlock:
+                return
             except StoreError as exc:
                 log.warning("store op %s failed: %s", type(op).__name__, exc)
                 actions = core.on_store_error(token, exc)
@@ -294,8 +315,8 @@ class ActionRunner:
             else:
                 actions = core.on_store_result(token, result)
                 done = (result, None)
-            self._backlog -= 1
-            if self._room is not None and self._backlog < STORE_BACKLOG_LIMIT:
+            unanswered.popleft()
+            if self._room is not None and len(unanswered) < STORE_BACKLOG_LIMIT:
                 self._room.set()
                 self._room = None
             if self._on_store_done is not None:

@@ -4,9 +4,18 @@ Rules (../shared/STYLE.md section C):
 
 * No task per session: a hub holds 100 000 sessions on one endpoint, and the endpoint
   keeps all their deadlines in one heap. This driver runs exactly two tasks.
-* After every input (a datagram, a timer, an application call) the driver *flushes*
-  the way aioquic's ``transmit()`` does: drain events to the handler, then send every
-  datagram the endpoint has, then let the timer loop re-read the deadline.
+* After every input (a datagram, a timer, an application call) the driver drains the
+  endpoint's events to the handler at once, and the timer loop *flushes* the way
+  aioquic's ``transmit()`` does: drain events, send every datagram the endpoint has,
+  re-read the deadline.
+* Datagrams leave in the order the endpoint numbered them: whoever sends takes
+  ``datagrams_to_send`` and sends it all under one FIFO lock. (Two tasks interleaving
+  their sends reordered packets on the wire; the peer's acks then declared the
+  overtaken packets lost, collapsing the congestion window and switching on FEC, with
+  no loss at all on the link.)
+* Under load, inputs coalesce: the receive loop only wakes the timer loop, so the
+  datagrams read while the timer loop is still sending are answered by one later
+  flush, with their frames and acknowledgements packed into fewer datagrams.
 * Time comes only from ``trio.current_time()``, so the same code runs on a real clock
   and on Trio's ``MockClock`` (netsim). The wall clock is read only for the handshake
   timestamp, through an injectable function.
@@ -104,6 +113,7 @@ class EndpointDriver:
         self._input_gate = input_gate
         self._on_foreign = on_foreign
         self._wake = trio.Event()
+        self._send_lock = trio.Lock()
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.send_errors = 0
@@ -179,12 +189,16 @@ class EndpointDriver:
         await self._drain_and_send()
         self._wake.set()
 
-    async def _drain_and_send(self) -> None:
+    def _drain_events(self) -> None:
         endpoint = self.endpoint
         while (item := endpoint.next_event()) is not None:
             self._on_event(*item)
-        for data, address in endpoint.datagrams_to_send(trio.current_time()):
-            await self.send_datagram(data, address)
+
+    async def _drain_and_send(self) -> None:
+        self._drain_events()
+        async with self._send_lock:  # FIFO: datagrams leave in packet-number order
+            for data, address in self.endpoint.datagrams_to_send(trio.current_time()):
+                await self.send_datagram(data, address)
 
     async def _receive_loop(self) -> None:
         endpoint = self.endpoint
@@ -201,7 +215,8 @@ class EndpointDriver:
                     await self.send_datagram(reply, address)
                 continue
             endpoint.receive_datagram(data, address, trio.current_time())
-            await self.flush()
+            self._drain_events()
+            self._wake.set()
 
     async def _timer_loop(self) -> None:
         endpoint = self.endpoint

@@ -8,6 +8,8 @@ Rules:
 * ``await pending.wait()`` returns the operation's documented result only once the result is
   durable (committed and synced); a failed operation raises ``StoreError`` with a one-line
   message and has no effect at all.
+* ``pending.result_nowait()`` returns the same result without waiting once it is
+  durable, and raises ``trio.WouldBlock`` before.
 * Cancelling a ``wait()`` drops the result, never the operation: a submitted operation still
   executes and commits.
 * ``aclose()`` finishes every operation submitted before it, then releases the backend. A
@@ -45,6 +47,19 @@ class Pending(Protocol):
         """Wait until the operation is durable and return its result.
 
         Raises:
+            StoreError: the operation failed and was rolled back.
+        """
+        ...
+
+    def result_nowait(self) -> object:
+        """The result if the operation is already durable, without waiting.
+
+        A consumer of many completions (``ActionRunner``) awaits the first one with
+        ``wait()`` and then takes every one already finished with this, in one go,
+        instead of paying a scheduler round trip per operation.
+
+        Raises:
+            trio.WouldBlock: the operation has not finished yet.
             StoreError: the operation failed and was rolled back.
         """
         ...

@@ -72,6 +72,17 @@ class ThreadedPending:
             StoreError: the operation failed and was rolled back.
         """
         await self._event.wait()
+        return self.result_nowait()
+
+    def result_nowait(self) -> object:
+        """The result if the operation committed (or failed) already.
+
+        Raises:
+            trio.WouldBlock: not finished yet.
+            StoreError: the operation failed and was rolled back.
+        """
+        if not self._event.is_set():
+            raise trio.WouldBlock
         if self._error is not None:
             raise StoreError(self._error)
         return self._result
