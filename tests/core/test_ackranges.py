@@ -48,6 +48,12 @@ def test_first_ack_eliciting_packet_arms_max_ack_delay() -> None:
     assert acks.ack_deadline() == 1.0625
 
 
+def test_at_once_makes_the_ack_of_a_lone_ping_due_now() -> None:
+    acks = tracker()
+    acks.on_packet_received(0, True, 1.0, at_once=True)  # a heartbeat: PING alone
+    assert acks.ack_deadline() == 1.0
+
+
 def test_threshold_th_ack_eliciting_packet_makes_ack_due_now() -> None:
     acks = tracker()
     acks.on_packet_received(0, True, 1.0)

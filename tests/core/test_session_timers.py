@@ -4,10 +4,10 @@ aioquic's ``test_connect_with_loss_*`` style: a quiet established pair at ``now 
 chosen datagrams dropped, time jumped to ``get_timer()``, exact deadlines asserted.
 
 The numbers (``pairs.TEST_CONFIG``, one-way delay 1/32 s): the handshake's confirming
-PING leaves at 1/16 s and its delayed ACK (max_ack_delay 1/16 s) arrives at 3/16 s, so
-the initiator's only RTT sample is 1/8 s: smoothed 1/8, rttvar 1/16, and
-PTO = 1/8 + 4 * 1/16 + 1/16 = 7/16 s. Every value is a binary fraction, so the
-deadlines compare exactly.
+PING leaves at 1/16 s and, a PING alone being acknowledged without delay, its ACK
+arrives at 1/8 s, so the initiator's only RTT sample is 1/16 s: smoothed 1/16, rttvar
+1/32, and PTO = 1/16 + 4 * 1/32 + 1/16 (max_ack_delay) = 1/4 s. Every value is a
+binary fraction, so the deadlines compare exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from udpim.core.events import MessageDelivered, MessageReceived
 from udpim.core.wire import PacketType
 
 CFG = TEST_CONFIG
-PTO_S = 7 / 16
+PTO_S = 1 / 4
 QUIET = 1.0
 
 
@@ -36,7 +36,7 @@ def quiet_pair(config: object = CFG) -> Pair:
     pair = established_pair(config)  # type: ignore[arg-type]
     pair.wire.run(QUIET)
     stats = pair.client.statistics()
-    assert (stats.smoothed_rtt_s, stats.rttvar_s, stats.latest_rtt_s) == (1 / 8, 1 / 16, 1 / 8)
+    assert (stats.smoothed_rtt_s, stats.rttvar_s, stats.latest_rtt_s) == (1 / 16, 1 / 32, 1 / 16)
     return pair
 
 
@@ -185,9 +185,9 @@ def test_time_threshold_loss() -> None:
     pair.wire.run(back)
     stats = client.statistics()
     assert stats.packets_lost == 0  # one packet later is not enough (threshold 3)
-    # smoothed = 7/8 * 1/8 + 1/8 * 1/16, latest = 1/16: loss after 9/8 * smoothed.
-    assert (stats.smoothed_rtt_s, stats.latest_rtt_s) == (15 / 128, 1 / 16)
-    loss_time = QUIET + 9 / 8 * 15 / 128
+    # smoothed = 7/8 * 1/16 + 1/8 * 1/16, latest = 1/16: loss after 9/8 * smoothed.
+    assert (stats.smoothed_rtt_s, stats.latest_rtt_s) == (1 / 16, 1 / 16)
+    loss_time = QUIET + 9 / 8 * 1 / 16
     assert client.get_timer() == loss_time
     pair.wire.run(loss_time)
     assert client.statistics().packets_lost == 1

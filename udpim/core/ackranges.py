@@ -10,9 +10,12 @@ Rules kept (RFC 9000 13.2, RFC 9002 section 5):
 * A packet that is not ack-eliciting never makes an ACK due on its own; it is
   acknowledged with the next ACK that goes out.
 * An ack-eliciting packet makes an ACK due immediately when it arrives out of order
-  (it leaves a gap below it, or it fills a gap: RFC 9000 13.2.1) or when it is the
-  ``ack_eliciting_threshold``-th ack-eliciting packet not yet acknowledged; otherwise
-  an ACK is due ``max_ack_delay_s`` after the first such packet arrived.
+  (it leaves a gap below it, or it fills a gap: RFC 9000 13.2.1), when it is the
+  ``ack_eliciting_threshold``-th ack-eliciting packet not yet acknowledged, or when the
+  caller says so (``at_once``: a packet whose only ack-eliciting frame is PING, such as
+  a heartbeat, which comes alone, so delaying its ACK would coalesce nothing and cost
+  a hub one timer per heartbeat); otherwise an ACK is due ``max_ack_delay_s`` after
+  the first such packet arrived.
 * ``build_ack`` reports the newest ``MAX_ACK_RANGES`` ranges, highest first (the
   ``AckFrame`` layout), with the ack delay measured from the receipt of the largest
   packet number; it clears the due state. Ranges lying wholly more than
@@ -99,10 +102,13 @@ class AckTracker:
         """Every remembered range, inclusive, highest first."""
         return tuple(reversed(self._ranges))
 
-    def on_packet_received(self, packet_number: int, ack_eliciting: bool, now: float) -> None:
+    def on_packet_received(
+        self, packet_number: int, ack_eliciting: bool, now: float, *, at_once: bool = False
+    ) -> None:
         """Record an authenticated, non-replayed packet (RFC 9000 13.2.1).
 
         Duplicates and packet numbers below the oldest remembered range are ignored.
+        ``at_once`` makes the ACK of an ack-eliciting packet due now (no delay).
 
         Raises:
             LocalProtocolError: if ``packet_number`` is negative.
@@ -119,7 +125,11 @@ class AckTracker:
         if not ack_eliciting:
             return
         self._unacked_eliciting += 1
-        if out_of_order or self._unacked_eliciting >= self._config.ack_eliciting_threshold:
+        if (
+            at_once
+            or out_of_order
+            or self._unacked_eliciting >= self._config.ack_eliciting_threshold
+        ):
             due = now
         else:
             due = now + self._config.max_ack_delay_s

@@ -34,11 +34,22 @@ authenticates, make it current and keep the old one as previous). The session ca
 
 ``ReplayWindow`` is a sliding bitmap (RFC 4303 section 3.4.3 / WireGuard): the largest
 packet number authenticated so far plus one bit per number below it.
+
+Memory (a hub holds 100 000 mostly idle sessions): an epoch keeps its 32-byte packet
+key, not an AEAD object. A ``ChaCha20Poly1305`` object holds OpenSSL cipher contexts of
+about 2.2 KB outside Python's heap, and a session has two or three epochs, so keeping
+them cost more than the rest of the session together. ``_aead`` hands out objects from
+a bounded least-recently-used cache (``AEAD_CACHE_SIZE``): busy sessions keep theirs,
+idle ones rebuild one on their next packet (about 1 microsecond, against tens for the
+rest of a packet's path). The cache keeps no more than a session keeps: keys of
+recently used epochs, which ``update`` and ``discard_previous`` forget from the
+session at once and the cache as it is reused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Final, final
 
 from cryptography.exceptions import InvalidTag
@@ -80,6 +91,8 @@ PUBLIC_KEY_BYTES: Final = 32
 KEY_UPDATE_LABEL: Final = b"udpim key update"
 PACKET_KEY_LABEL: Final = b"udpim packet key"
 _MAX_NONCE_PN: Final = (1 << 64) - 1
+AEAD_CACHE_SIZE: Final = 1024
+"""AEAD objects kept for the most recently used packet keys, process-wide (see above)."""
 
 
 @final
@@ -158,15 +171,21 @@ def _check_secret(secret: bytes) -> None:
         raise ValueError(f"a traffic secret is {KEY_BYTES} bytes, not {len(secret)}")
 
 
-class _Epoch:
-    """One key epoch of one direction: its secret and its ready-to-use AEAD."""
+@lru_cache(maxsize=AEAD_CACHE_SIZE)
+def _aead(key: bytes) -> ChaCha20Poly1305:
+    """The AEAD for packet key ``key``, from the bounded cache (module docstring)."""
+    return ChaCha20Poly1305(key)
 
-    __slots__ = ("aead", "number", "secret")
+
+class _Epoch:
+    """One key epoch of one direction: its secret and its packet key."""
+
+    __slots__ = ("key", "number", "secret")
 
     def __init__(self, secret: bytes, number: int) -> None:
         self.secret = secret
         self.number = number
-        self.aead = ChaCha20Poly1305(packet_key(secret))
+        self.key = packet_key(secret)
 
     def following(self) -> _Epoch:
         return _Epoch(next_secret(self.secret), self.number + 1)
@@ -217,7 +236,7 @@ class PacketSealer:
         if not self._last_pn < packet_number <= _MAX_NONCE_PN:
             raise LocalProtocolError(f"packet number {packet_number} reused or out of range")
         self._last_pn = packet_number
-        return self._epoch.aead.encrypt(packet_number.to_bytes(12, "big"), plaintext, header)
+        return _aead(self._epoch.key).encrypt(packet_number.to_bytes(12, "big"), plaintext, header)
 
 
 @final
@@ -295,7 +314,7 @@ class PacketOpener:
 
 def _open(epoch: _Epoch, nonce: bytes, header: bytes, ciphertext: bytes) -> bytes:
     try:
-        return epoch.aead.decrypt(nonce, ciphertext, header)
+        return _aead(epoch.key).decrypt(nonce, ciphertext, header)
     except InvalidTag:
         raise BadPacket(DropReason.DECRYPT_FAILED, f"epoch {epoch.number}") from None
 
@@ -314,15 +333,18 @@ class ReplayWindow:
         ValueError: if ``size_packets`` is below 2048.
     """
 
-    __slots__ = ("_bitmap", "_largest", "_mask", "size_packets")
+    __slots__ = ("_largest", "_mask", "_missing", "size_packets")
 
     def __init__(self, size_packets: int = MIN_REPLAY_WINDOW_PACKETS) -> None:
         if size_packets < MIN_REPLAY_WINDOW_PACKETS:
             raise ValueError(f"replay window must cover >= 2048 packets, not {size_packets}")
         self.size_packets = size_packets
-        self._mask = (1 << size_packets) - 1
+        self._mask = _window_mask(size_packets)  # shared by every window of this size
         self._largest = -1
-        self._bitmap = 0  # bit i set <=> packet number (largest - i) was marked
+        # Bit i set <=> packet number (largest - i) was never marked. Kept as the numbers
+        # *missing*, not those seen, so an in-order stream keeps a small int (an idle
+        # session's window would otherwise grow to size_packets bits over a day).
+        self._missing = 0
 
     @property
     def largest(self) -> int | None:
@@ -334,15 +356,23 @@ class ReplayWindow:
         if packet_number > self._largest:
             return True
         age = self._largest - packet_number
-        return age < self.size_packets and not (self._bitmap >> age) & 1
+        return age < self.size_packets and bool((self._missing >> age) & 1)
 
     def mark(self, packet_number: int) -> None:
         """Record an authenticated packet number (call only after ``check`` passed)."""
         if packet_number > self._largest:
             shift = packet_number - self._largest
-            self._bitmap = (
-                ((self._bitmap << shift) | 1) & self._mask if shift < self.size_packets else 1
+            # The numbers between the old largest and this one are missing (bits 1..shift-1).
+            self._missing = (
+                ((self._missing << shift) | ((1 << shift) - 2)) & self._mask
+                if shift < self.size_packets
+                else self._mask - 1
             )
             self._largest = packet_number
         elif self._largest - packet_number < self.size_packets:
-            self._bitmap |= 1 << (self._largest - packet_number)
+            self._missing &= ~(1 << (self._largest - packet_number))
+
+
+@lru_cache(maxsize=8)
+def _window_mask(size_packets: int) -> int:
+    return (1 << size_packets) - 1

@@ -35,7 +35,6 @@ The packet assembly lives in ``transmit.py``; the components live in their own m
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import final
 
@@ -46,6 +45,7 @@ from udpim.core.dialer import Dialer
 from udpim.core.errors import BadPacket, DropReason, LocalProtocolError, ProtocolViolation
 from udpim.core.events import (
     Event,
+    EventQueue,
     PeerReachable,
     PeerUnreachable,
     SessionClosed,
@@ -120,7 +120,7 @@ class Session:
         self._rng = rng
         self._path = path
         self._dialer: Dialer | None = None
-        self._events: deque[Event] = deque()
+        self._events = EventQueue()
         self._keepalive = Keepalive(config, now, heartbeats=role is Role.INITIATOR)
         self._recv = ReceiveBuffer(config.receive_window_bytes, MAX_MESSAGE_BYTES)
         self._tx = Transmitter(

@@ -23,12 +23,11 @@ losing one costs nothing, the next ACK repeats its ranges.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import final
 
 from udpim.core.ackranges import AckTracker
 from udpim.core.config import INITIAL_MAX_DATA_BYTES, SessionConfig
-from udpim.core.events import Event, MessageDelivered, MessageReceived
+from udpim.core.events import EventQueue, MessageDelivered, MessageReceived
 from udpim.core.fec import FEC_OVERHEAD_BYTES, FecDecoder, FecEncoder
 from udpim.core.framecodec import decode_frames_authenticated
 from udpim.core.frames import (
@@ -104,7 +103,7 @@ class Transmitter:
         recv: ReceiveBuffer,
         path: PathManager,
         keepalive: Keepalive,
-        events: deque[Event],
+        events: EventQueue,
     ) -> None:
         self._max_datagram = config.max_datagram_bytes
         self._max_ack_delay_s = config.max_ack_delay_s
@@ -127,7 +126,7 @@ class Transmitter:
         self._parity: FecFrame | None = None
         # A window above the protocol's initial credit is advertised in the first packet.
         self._pending.window = config.receive_window_bytes > INITIAL_MAX_DATA_BYTES
-        self._raw: deque[bytes] = deque()
+        self._raw: list[bytes] = []  # the handshake response (a deque costs 760 bytes)
         self.counters = Counters()
         self.closing_deadline = 0.0
 
@@ -212,7 +211,8 @@ class Transmitter:
         Raises:
             ProtocolViolation: a frame no honest peer sends (from the components).
         """
-        eliciting = False
+        eliciting = False  # by a frame other than PING
+        ping = False
         close: CloseFrame | None = None
         for frame in frames:
             if isinstance(frame, DataFrame):
@@ -235,10 +235,13 @@ class Transmitter:
                 if changed is not None:
                     self._events.append(changed)
             elif isinstance(frame, PingFrame):
-                eliciting = True
+                ping = True
             elif isinstance(frame, FecFrame):
                 close = self._on_fec(frame, now) or close
-        self._acks.on_packet_received(packet_number, eliciting, now)
+        # A PING alone (heartbeat, probe, confirmation) is acknowledged without delay.
+        self._acks.on_packet_received(
+            packet_number, eliciting or ping, now, at_once=ping and not eliciting
+        )
         return close
 
     def _on_fec(self, frame: FecFrame, now: float) -> CloseFrame | None:
@@ -375,10 +378,10 @@ class Transmitter:
     def datagrams(self, now: float, *, confirmed: bool) -> list[tuple[bytes, tuple[str, int]]]:
         """Everything that should go out now (see the module docstring)."""
         out: list[tuple[bytes, tuple[str, int]]] = []
-        while self._raw:
-            datagram = self._raw.popleft()
+        for datagram in self._raw:
             self._account(datagram, now)
             out.append((datagram, self._path.address))
+        self._raw.clear()
         if self.keys is None or not confirmed:
             return out
         close = self._pending.close
