@@ -12,8 +12,10 @@ Rules it keeps (so that a run is a pure function of the seed and replays bit for
   wall clock (``clock_ms``: a fixed epoch plus virtual seconds).
 * Randomness only from the injected ``rng(*labels)`` (the app passes ``sim.rng``), one
   stream per node and start (``name``, ``generation``), so a restart draws fresh bytes.
-* Stores are ``SqliteStore(threaded=False)``: every operation completes inline, so disk time
-  is invisible to virtual time. Data directories live under the ``tmp`` directory the
+* Stores are ``SqliteStore(threaded=False, synced=False)``: every operation completes
+  inline, so disk time is invisible to virtual time, and without an fsync per commit (a
+  simulated crash ends tasks, not the machine: what was committed stays either way), so a
+  busy disk does not slow the run. Data directories live under the ``tmp`` directory the
   caller provides (their paths never reach the trace).
 * Structured concurrency: every service runs in the caller's nursery under its own cancel
   scope; ``crash``/``stop`` cancel it and wait until it is gone.
@@ -314,7 +316,9 @@ class SimWorld:
             node.probe = CrashableSocket(probe)
         kind: StoreKind = "hub" if isinstance(node, HubNode) else "peer"
         database = HUB_DATABASE if kind == "hub" else PEER_DATABASE
-        node.store = await SqliteStore.open(node.data_dir / database, kind, threaded=False)
+        node.store = await SqliteStore.open(
+            node.data_dir / database, kind, threaded=False, synced=False
+        )
         node.scope = trio.CancelScope()
         node.done = trio.Event()
         node.error = None

@@ -60,6 +60,15 @@ def test_connections_are_durable_and_enforce_foreign_keys(tmp_path: Path) -> Non
         conn.close()
 
 
+def test_simulation_stores_skip_the_fsync(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "peer.db", "peer", synced=False)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+    finally:
+        conn.close()
+
+
 async def test_new_store_is_private_and_in_wal_mode(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:

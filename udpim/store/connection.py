@@ -54,16 +54,16 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def _configure(conn: sqlite3.Connection) -> None:
+def _configure(conn: sqlite3.Connection, synced: bool) -> None:
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot enable WAL journaling (journal_mode is {mode})")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if synced else 'OFF'}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
-def connect(path: Path, kind: StoreKind) -> sqlite3.Connection:
+def connect(path: Path, kind: StoreKind, *, synced: bool = True) -> sqlite3.Connection:
     """Open (creating if absent) the store database at ``path`` and migrate it.
 
     The returned connection may be handed to another thread once (``check_same_thread`` is
@@ -72,6 +72,9 @@ def connect(path: Path, kind: StoreKind) -> sqlite3.Connection:
     Args:
         path: the database file.
         kind: ``"hub"`` or ``"peer"``; an existing file must be of this kind.
+        synced: ``synchronous=FULL`` (True: every commit is on disk when it returns). False
+            (``synchronous=OFF``) is for simulations only: a commit then survives the
+            process ending but not a power loss, and no fsync slows a virtual-time run.
 
     Returns:
         A configured connection in autocommit mode at the latest schema version.
@@ -87,7 +90,7 @@ def connect(path: Path, kind: StoreKind) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open {kind} store {path}: {one_line(exc)}") from exc
     try:
-        _configure(conn)
+        _configure(conn, synced)
         migrate(conn, kind)
     except StoreError as exc:
         conn.close()

@@ -58,7 +58,9 @@ class SqliteStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, kind: StoreKind, *, threaded: bool = True) -> SqliteStore:
+    async def open(
+        cls, path: Path, kind: StoreKind, *, threaded: bool = True, synced: bool = True
+    ) -> SqliteStore:
         """Open (creating if absent) the store at ``path`` and migrate it to the latest schema.
 
         Missing directories are created 0700 and a new database file 0600.
@@ -68,6 +70,8 @@ class SqliteStore:
             kind: ``"hub"`` or ``"peer"``; an existing file must hold that kind.
             threaded: run a writer thread with group commit (True), or execute every op inline
                 in ``submit`` (False; deterministic, for simulations).
+            synced: fsync every commit (True). False only for simulations, whose
+                "crashes" end tasks, not the machine (see ``connection.connect``).
 
         Returns:
             The open store.
@@ -82,9 +86,9 @@ class SqliteStore:
         execute = _EXECUTORS[kind]
         if not threaded:
             await trio.lowlevel.checkpoint()
-            return cls(path, kind, InlineRunner(connect(path, kind), execute))
+            return cls(path, kind, InlineRunner(connect(path, kind, synced=synced), execute))
         token = trio.lowlevel.current_trio_token()
-        writer = BatchWriter(functools.partial(connect, path, kind), execute, token)
+        writer = BatchWriter(functools.partial(connect, path, kind, synced=synced), execute, token)
         await writer.start()
         return cls(path, kind, writer)
 
