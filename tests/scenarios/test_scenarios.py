@@ -27,6 +27,7 @@ CI_DURATION_S = {
     "hub-restart": 3600.0,  # both crashes
     "lossy-30": 1200.0,
     "poll-vs-push": 4200.0,  # four 15 min polls after the last message
+    "ten-daemons": 1200.0,  # every daemon settles its heartbeat; the idle half hour is cut
 }
 PROBLEMS = ("send_failed", "daemon_error", "hub_error")
 
@@ -105,6 +106,20 @@ def check_poll_vs_push(events: list[TraceEvent], summary: Summary) -> None:
     assert polls == 5
 
 
+def check_ten_daemons(events: list[TraceEvent], summary: Summary) -> None:
+    homes = ("alice", "bob", "carol", "dave", "erin", "frank")
+    phones = ("grace", "heidi", "ivan", "judy")
+    assert {e.fields["host"] for e in app_events(events, "welcomed")} == {*homes, *phones}
+    for user in homes:
+        timeout_s, _ = learned(summary, user)
+        assert 60.0 < timeout_s <= 120.0
+        assert gaps(summary, user) == 0
+    for user in phones:  # behind the carrier-grade NAT's 60 s timeout
+        timeout_s, _ = learned(summary, user)
+        assert timeout_s <= 60.0
+        assert gaps(summary, user) == 0
+
+
 CHECKS: dict[str, Callable[[list[TraceEvent], Summary], None]] = {
     "aggressive-nat": check_aggressive,
     "home-wifi": check_home_wifi,
@@ -113,6 +128,7 @@ CHECKS: dict[str, Callable[[list[TraceEvent], Summary], None]] = {
     "hub-restart": check_hub_restart,
     "lossy-30": check_lossy,
     "poll-vs-push": check_poll_vs_push,
+    "ten-daemons": check_ten_daemons,
 }
 
 
