@@ -9,8 +9,9 @@ Per run:
 
 * simulated seconds, wall seconds and CPU seconds of this process, and the **speed**:
   simulated seconds per wall-clock second (and per CPU second: the gap is time spent
-  waiting, mostly for the fsyncs of the daemons' durable stores, which live in the system
-  temp dir as for ``netsim run``; ``--store-dir /dev/shm`` puts them on a tmpfs);
+  waiting: for the disk (the daemons' sqlite stores live in the system temp dir as for
+  ``netsim run``; simulated stores skip the fsync, but writes still reach the page cache;
+  ``--store-dir /dev/shm`` puts them on a tmpfs) or for a CPU held by other processes);
 * trace events and datagrams (``send`` events) per wall second, and wall microseconds
   per datagram;
 * delivery (messages received / sent), so a fast run that did no work shows.
@@ -141,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="where the daemons' sqlite stores live (default: the system temp dir, as for "
-        "netsim run); a tmpfs such as /dev/shm takes the disk's fsync time out of the run",
+        "netsim run); a tmpfs such as /dev/shm takes the disk out of the run entirely",
     )
     parser.add_argument(
         "--duration",
@@ -290,7 +291,7 @@ def _markdown(runs: list[tuple[SimRun, SimRun]], context: Context) -> str:
             f"{len(runs)} run(s) of each, {seeds}, the two scenarios alternating"
             + ("; median (min..max) over runs" if several else "")
             + f". Load average at start {context.loads[0]}, at end {context.loads[1]}. "
-            f"The daemons' sqlite stores (synchronous=FULL) live in {context.store_dir}.",
+            f"The daemons' sqlite stores (simulated: synchronous=OFF) live in {context.store_dir}.",
             "",
             "| scenario | simulated | wall s | CPU s | speed (x real time) | per CPU s "
             "| events / wall s | datagrams / wall s | wall µs per datagram | messages delivered |",
@@ -301,7 +302,7 @@ def _markdown(runs: list[tuple[SimRun, SimRun]], context: Context) -> str:
             f"Target (TARGETS.md) >= {TARGET_SPEED:,.0f}x real time for a 10-daemon scenario: "
             f"**{met}** ({speed.format(digits=0)}x; by this process's CPU time alone "
             f"{cpu_speed.format(digits=0)}x; wall time beyond CPU time is waiting, for the "
-            "disk (the stores' fsyncs) or for a CPU held by other processes; the baseline has "
+            "disk (the stores' writes) or for a CPU held by other processes; the baseline has "
             "no stores, so its gap is the latter alone). Against the baseline of the same runs: "
             f"{ratio.format(digits=3)} of its speed; each simulated datagram costs "
             f"{extra_us.format(digits=0)} µs of wall time more than one of the baseline "
