@@ -38,24 +38,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
 from tools.benchmarks.command import Section, Subcommand
 from tools.benchmarks.distribution import Spread
+from tools.benchmarks.hub_process import HubProcess, hub_process
 from tools.benchmarks.idle_clients import ClientFleet, FleetCounts
 from tools.benchmarks.session_census import Census, census_sessions
 from udpim.core.config import SessionConfig
-from udpim.identity import parse_public_key
 
 __all__ = ["SUBCOMMAND", "IdleStep", "run"]
 
@@ -68,7 +63,6 @@ QUICK_WINDOW_S: Final = 10.0
 LOGIN_TIMEOUT_S: Final = 600.0
 """Give up waiting for a step's logins after this long (reported, not raised)."""
 _CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
-_STARTED: Final = re.compile(r"listening on ([\d.]+):(\d+), public key ([0-9a-f]{64})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,38 +138,6 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample(at, rss_bytes, ticks / _CLOCK_TICKS_PER_S)
 
 
-@dataclass(frozen=True, slots=True)
-class _Hub:
-    address: tuple[str, int]
-    public_key: bytes
-    pid: int
-
-
-@contextmanager
-def _hub_process(data: Path) -> Iterator[_Hub]:
-    """``python -m udpim hub`` on ``data``, listening on loopback; SIGINT at the end."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "udpim", "hub", "--data", str(data), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        found = _STARTED.search(line)
-        if found is None:
-            raise RuntimeError(f"unexpected hub output: {line!r}")
-        address = (found.group(1), int(found.group(2)))
-        yield _Hub(address, parse_public_key(found.group(3)), process.pid)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 # --- one run ----------------------------------------------------------------------------
 
 
@@ -210,7 +172,7 @@ def run_once(
 ) -> list[IdleStep]:
     """One hub, a baseline window, then one window per step. Returns baseline first."""
     results: list[IdleStep] = []
-    with tempfile.TemporaryDirectory() as tmp, _hub_process(Path(tmp) / "hub") as hub:
+    with tempfile.TemporaryDirectory() as tmp, hub_process(Path(tmp) / "hub") as hub:
         fleet = ClientFleet(hub.address, hub.public_key, seed=seed)
         try:
             fleet.run_until(time.monotonic() + 1.0)  # the hub loads its accounts
@@ -235,7 +197,7 @@ def run_once(
     return results
 
 
-def _window(fleet: ClientFleet, hub: _Hub, window_s: float, *, login_s: float) -> IdleStep:
+def _window(fleet: ClientFleet, hub: HubProcess, window_s: float, *, login_s: float) -> IdleStep:
     sent = fleet.counts.datagrams_sent
     first = sample_process(hub.pid)
     own_cpu_s = time.process_time()

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,9 +31,8 @@ from typing import Final
 import trio
 
 from tools.benchmarks.command import Section, Subcommand, positive_int
-from udpim.identity import parse_public_key
+from tools.benchmarks.hub_process import HubProcess, hub_process
 from udpim.net.errors import UnknownUser
-from udpim.net.hub import HubInfo
 from udpim.net.peer import PeerConfig, PeerInfo, serve_peer
 
 __all__ = ["SUBCOMMAND", "run"]
@@ -153,37 +150,16 @@ async def _echo_rate(round_trips: int, window: int) -> float:
 # --- relay ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _hub_process(data: Path) -> Iterator[HubInfo]:
-    """A hub in its own process (started before the measurement, so blocking is fine)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "udpim", "hub", "--data", str(data), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        found = re.search(r"listening on ([\d.]+):(\d+), public key ([0-9a-f]{64})", line)
-        if found is None:
-            raise RuntimeError(f"unexpected hub output: {line!r}")
-        yield HubInfo((found.group(1), int(found.group(2))), parse_public_key(found.group(3)))
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def _relay_rate(messages: int, window: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp, _hub_process(Path(tmp) / "hub") as hub:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        hub_process(Path(tmp) / "hub", stop_timeout_s=10.0) as hub,
+    ):
         return await _relay_through(hub, Path(tmp), messages, window)
     raise AssertionError("the hub process context swallowed an exception")
 
 
-async def _relay_through(hub: HubInfo, root: Path, messages: int, window: int) -> float:
+async def _relay_through(hub: HubProcess, root: Path, messages: int, window: int) -> float:
     async with trio.open_nursery() as nursery:
         alice: PeerInfo = await nursery.start(_peer, root / "alice", "alice", hub)
         bob: PeerInfo = await nursery.start(_peer, root / "bob", "bob", hub)
@@ -219,7 +195,7 @@ async def _send_when_known(sender: PeerInfo, to: str) -> None:
 
 
 async def _peer(
-    data: Path, user: str, hub: HubInfo, *, task_status: trio.TaskStatus[PeerInfo]
+    data: Path, user: str, hub: HubProcess, *, task_status: trio.TaskStatus[PeerInfo]
 ) -> None:
     config = PeerConfig(data, user, hub.address, hub.public_key, listen=("127.0.0.1", 0))
     await serve_peer(config, control=False, task_status=task_status)
