@@ -21,6 +21,7 @@ from tests.core.pairs import (
     forged_session,
     make_pair,
 )
+from udpim.core.config import SessionConfig
 from udpim.core.events import MessageDelivered, MessageReceived, PathChanged, SessionEstablished
 from udpim.core.frames import (
     AckFrame,
@@ -269,21 +270,36 @@ def stream_from_responder(pair: Pair, count: int) -> list[bytes]:
     return messages
 
 
+def responder_moves_once(config: SessionConfig, *, keep_initiator: bool) -> tuple[Pair, int]:
+    """At 1.0 s the responder moves and sends b"x"; only that first packet from its new
+    address gets through (and, if ``keep_initiator``, the initiator's own packets).
+    Returns the pair and the wire-log index of that packet: the initiator's new path has
+    a budget of its size."""
+    pair = established_pair(config)
+    wire = pair.wire
+    wire.run(1.0)
+    wire.route(MOVED_RESPONDER, pair.responder)
+    start = len(wire.log)
+    rebind = rebind_after(start, RESPONDER_ADDRESS, MOVED_RESPONDER)
+
+    def hook(datagram: Datagram) -> list[Datagram]:
+        passes = datagram.index == start or (
+            keep_initiator and datagram.source == INITIATOR_ADDRESS
+        )
+        return rebind(datagram) if passes else []
+
+    wire.hook = hook
+    pair.responder.endpoint.send_message(pair.server, b"x", wire.now)
+    return pair, start
+
+
 def test_an_exhausted_budget_holds_output_without_stalling_the_timer() -> None:
     # The responder moves, its first packet arrives, then nothing more: the initiator's
     # new path has a budget of one small packet. Heartbeats (every 0.5 s here) and ACKs
     # wait for room, and no deadline stays in the past (the wire checks every step);
     # when validation times out the initiator falls back and its owed output leaves.
-    config = replace(CFG, heartbeat_interval_s=0.5)
-    pair = established_pair(config)
-    wire = pair.wire
-    wire.run(1.0)
-    client = pair.client
-    wire.route(MOVED_RESPONDER, pair.responder)
-    start = len(wire.log)
-    rebind = rebind_after(start, RESPONDER_ADDRESS, MOVED_RESPONDER)
-    wire.hook = lambda d: rebind(d) if d.index == start or d.source == INITIATOR_ADDRESS else []
-    pair.responder.endpoint.send_message(pair.server, b"x", wire.now)
+    pair, start = responder_moves_once(replace(CFG, heartbeat_interval_s=0.5), keep_initiator=True)
+    wire, client = pair.wire, pair.client
     beats = client.statistics().heartbeats_sent
     arrival = 1.0 + wire.delay_s
     wire.run(arrival + CFG.path_validation_timeout_s - 1 / 1024)
@@ -306,15 +322,8 @@ def test_probes_the_budget_cannot_carry_do_not_stall_the_timer() -> None:
     # deadline forward (the wire checks every step), and the data arrives once the
     # initiator falls back to the old path.
     config = replace(CFG, path_validation_timeout_s=30.0, max_pto_backoff=1)
-    pair = established_pair(config)
-    wire = pair.wire
-    wire.run(1.0)
-    client = pair.client
-    wire.route(MOVED_RESPONDER, pair.responder)
-    start = len(wire.log)
-    rebind = rebind_after(start, RESPONDER_ADDRESS, MOVED_RESPONDER)
-    wire.hook = lambda d: rebind(d) if d.index == start else []
-    pair.responder.endpoint.send_message(pair.server, b"x", wire.now)
+    pair, _ = responder_moves_once(config, keep_initiator=False)
+    wire, client = pair.wire, pair.client
     wire.run(1.0 + wire.delay_s)
     assert client.peer_address == MOVED_RESPONDER
     pair.initiator.endpoint.send_message(client, b"y", wire.now)
