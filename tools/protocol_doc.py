@@ -139,7 +139,7 @@ _TUNABLE_ORIGINS: dict[str, str] = {
     "timer_granularity_s": "RFC 9002 §6.1.2 kGranularity",
     "max_pto_backoff": "udpim cap (RFC 9002 §6.2.1 leaves backoff uncapped)",
     "congestion_control": "udpim: NewReno gated by queueing delay; RFC 9002 NewReno selectable",
-    "fec": "udpim: adaptive XOR parity (KCP-style redundancy, switched on by measured loss)",
+    "fec": "udpim: sliding-window random linear FEC, switched on by the loss the peer reports",
     "heartbeat_interval_s": "WireGuard PersistentKeepalive (usual 25 s)",
     "dead_peer_timeout_s": "udpim (over two heartbeat intervals)",
     "idle_timeout_s": "RFC 9000 §10.1 idle timeout (not negotiated)",

@@ -35,6 +35,7 @@ from udpim.core.frames import (
     DataFrame,
     FecFrame,
     Frame,
+    LossReportFrame,
     PaddingFrame,
     PathChallengeFrame,
     PathResponseFrame,
@@ -157,9 +158,10 @@ def _examples() -> dict[FrameType, tuple[Frame, str]]:
             'message 0 at stream offset 0: "hello"',
         ),
         FrameType.FEC: (
-            FecFrame(40, 0b1011, 3 ^ 5 ^ 4, b"\x0a\x0b\x0c\x0d\x0e"),
-            "parity of packets 40, 41 and 43 (bitmap 0b1011), lengths 3, 5 and 4",
+            FecFrame(40, 0b1011, 2, b"\x0a\x0b\x0c\x0d\x0e"),
+            "repair 2 over packets 40, 41 and 43 (bitmap 0b1011)",
         ),
+        FrameType.LOSS_REPORT: (LossReportFrame(300, 7), "300 packets received, 7 missing"),
     }
 
 

@@ -18,9 +18,14 @@ from tests.core.pairs import (
     Pair,
     drop_where,
     established_pair,
+    forged_session,
 )
+from udpim.core import gf256
 from udpim.core.events import MessageReceived
-from udpim.core.wire import PacketType
+from udpim.core.fec import GROUP_SIZES, symbol
+from udpim.core.frames import FecFrame, Frame, PingFrame
+from udpim.core.state import SessionState
+from udpim.core.wire import PacketType, encode_frames
 
 GROUP = 5
 
@@ -70,7 +75,7 @@ def test_fec_switches_on_after_measured_loss_only() -> None:
     quiet.wire.run(quiet.wire.now + 2.0)
     assert quiet.client.statistics().fec_group_size == 0
     assert quiet.client.statistics().fec_parities_sent == 0
-    assert lossy_pair().client.statistics().fec_group_size == GROUP
+    assert lossy_pair().client.statistics().fec_group_size == GROUP_SIZES[0][1]
 
 
 def test_a_lost_packet_is_rebuilt_from_the_parity() -> None:
@@ -157,3 +162,34 @@ def test_without_fec_the_loss_is_repaired_by_retransmission_only() -> None:
     assert [e.payload for e in pair.responder.of(MessageReceived)][-GROUP:] == bodies
     assert pair.server.statistics().packets_repaired == 0
     assert pair.client.statistics().frames_retransmitted >= 1
+
+
+def test_a_rebuilt_packet_the_replay_window_has_passed_is_not_processed() -> None:
+    """A peer that lets pending repairs age past the replay window gets nothing from
+    them: a packet that old is never processed, rebuilt or not."""
+    pair = established_pair()
+    forger, session = forged_session(pair)
+    responder = pair.responder.endpoint
+    ping = encode_frames([PingFrame()])
+
+    def repair(seed: int, members: list[int]) -> FecFrame:
+        total = 0
+        for number in members:
+            total ^= gf256.to_int(gf256.scale(symbol(ping), gf256.coefficient(seed, number)))
+        first = members[0]
+        bitmap = sum(1 << (number - first) for number in members)
+        return FecFrame(first, bitmap, seed, gf256.to_bytes(total, len(symbol(ping))))
+
+    def deliver(frame: Frame) -> None:
+        data = forger.seal([frame], pair.wire.now)
+        responder.receive_datagram(data, INITIATOR_ADDRESS, pair.wire.now)
+
+    deliver(PingFrame())  # confirms the session
+    deliver(repair(1, [100, 101, 140]))  # two equations, three unknowns: pending
+    deliver(repair(2, [100, 101, 140]))
+    forger.next_packet_number = 100 + TEST_CONFIG.replay_window_packets + 10
+    deliver(PingFrame())  # 100 and 101 are now older than the replay window
+    deliver(repair(3, [140]))  # solves all three
+    statistics = session.statistics()
+    assert statistics.packets_repaired == 1  # 140 only
+    assert statistics.state is SessionState.ESTABLISHED

@@ -21,6 +21,7 @@ from udpim.core.frames import (
     CloseReason,
     DataFrame,
     FecFrame,
+    LossReportFrame,
     PaddingFrame,
     PathChallengeFrame,
     PathResponseFrame,
@@ -162,8 +163,14 @@ VECTORS = [
     Vector(
         "fec parity of packets 40, 41 and 43",
         "frames",
-        [FecFrame(40, 0b1011, 3 ^ 5 ^ 4, h("0a0b0c0d0e"))],  # first | bitmap | len xor | parity
+        [FecFrame(40, 0b1011, 2, h("0a0b0c0d0e"))],  # first | bitmap | seed | parity
         h("0a 28 0b 02 05 0a0b0c0d0e"),
+    ),
+    Vector(
+        "loss report: 300 received, 7 missing",
+        "frames",
+        [LossReportFrame(300, 7)],
+        h("0b 412c 07"),
     ),
     Vector("data whole empty", "frames", [DataFrame(7, 100, 0, 0, b"")], h("09 07 4064 00")),
     Vector(
@@ -336,7 +343,7 @@ def test_data_header_rejections(data: bytes, reason: DropReason) -> None:
 BAD_FRAMES = [
     ("no frames", "", DropReason.MALFORMED),
     ("type 0x07", "07", DropReason.MALFORMED),
-    ("type 0x0b", "0b", DropReason.MALFORMED),
+    ("type 0x0c", "0c", DropReason.MALFORMED),
     ("fec without its first member", "0a 05 02 00 01 ff", DropReason.MALFORMED),
     ("fec with empty parity", "0a 05 01 00 00", DropReason.MALFORMED),
     ("fec parity cut short", "0a 05 01 00 04 aa bb", DropReason.TRUNCATED),

@@ -77,8 +77,9 @@ class SessionConfig:
     """RTT assumed before the first sample (RFC 9002 section 6.2.2)."""
     max_ack_delay_s: float = 0.025
     """Longest a receiver delays an acknowledgement (delayed ACK bound)."""
-    ack_eliciting_threshold: int = 2
-    """Acknowledge at once after this many ack-eliciting packets (every 2nd packet)."""
+    ack_eliciting_threshold: int = 4
+    """Acknowledge at once after this many ack-eliciting packets (every 4th packet; a
+    packet out of order is acknowledged at once, and none waits ``max_ack_delay_s``)."""
     packet_threshold: int = 3
     """Declare a packet lost when one this many numbers later is acknowledged."""
     time_threshold: float = 9 / 8
@@ -91,7 +92,7 @@ class SessionConfig:
     congestion_control: CongestionAlgorithm = CongestionAlgorithm.DELAY_GATED
     """The congestion controller (see ``CongestionAlgorithm``)."""
     fec: bool = True
-    """Send XOR parity when measured loss is high (``fec.py``); receiving always works."""
+    """Send FEC repairs when the peer reports loss (``fec.py``); receiving always works."""
 
     # --- keepalive and liveness ---------------------------------------------------------
     heartbeat_interval_s: float = 25.0

@@ -49,6 +49,7 @@ from udpim.core.frames import (
     DataFrame,
     FecFrame,
     Frame,
+    LossReportFrame,
     PaddingFrame,
     PathChallengeFrame,
     PathResponseFrame,
@@ -89,6 +90,7 @@ class FrameType(IntEnum):
     DATA_FRAGMENT = 0x08
     DATA_WHOLE = 0x09
     FEC = 0x0A
+    LOSS_REPORT = 0x0B
 
 
 # --- encoders ------------------------------------------------------------------------------
@@ -191,9 +193,15 @@ def _encode_fec(out: bytearray, frame: FecFrame) -> None:
     out.append(FrameType.FEC)
     append_varint(out, frame.first_packet)
     append_varint(out, frame.members)
-    append_varint(out, frame.length_xor)
+    append_varint(out, frame.seed)
     append_varint(out, len(frame.parity))
     out += frame.parity
+
+
+def _encode_loss_report(out: bytearray, frame: LossReportFrame) -> None:
+    out.append(FrameType.LOSS_REPORT)
+    append_varint(out, frame.received)
+    append_varint(out, frame.missing)
 
 
 _ENCODERS: Final[dict[type, Callable[[bytearray, Any], None]]] = {
@@ -206,6 +214,7 @@ _ENCODERS: Final[dict[type, Callable[[bytearray, Any], None]]] = {
     PathChallengeFrame: _encode_path_challenge,
     PathResponseFrame: _encode_path_response,
     FecFrame: _encode_fec,
+    LossReportFrame: _encode_loss_report,
 }
 
 
@@ -368,14 +377,20 @@ def _decode_data_fragment(buf: bytes, pos: int) -> _Decoded:
 def _decode_fec(buf: bytes, pos: int) -> _Decoded:
     first, pos = read_varint(buf, pos)
     members, pos = read_varint(buf, pos)
-    length_xor, pos = read_varint(buf, pos)
+    seed, pos = read_varint(buf, pos)
     length, pos = read_varint(buf, pos)
     if not members & 1 or members >= 1 << FEC_MAX_SPAN or length == 0:
         raise BadPacket(DropReason.MALFORMED, "FEC group or parity out of range")
     end = pos + length
     if end > len(buf):
         raise BadPacket(DropReason.TRUNCATED, "FEC parity past end")
-    return FecFrame(first, members, length_xor, bytes(buf[pos:end])), end
+    return FecFrame(first, members, seed, bytes(buf[pos:end])), end
+
+
+def _decode_loss_report(buf: bytes, pos: int) -> _Decoded:
+    received, pos = read_varint(buf, pos)
+    missing, pos = read_varint(buf, pos)
+    return LossReportFrame(received, missing), pos
 
 
 _DECODERS: Final[dict[int, Callable[[bytes, int], _Decoded]]] = {
@@ -389,6 +404,7 @@ _DECODERS: Final[dict[int, Callable[[bytes, int], _Decoded]]] = {
     FrameType.DATA_FRAGMENT: _decode_data_fragment,
     FrameType.DATA_WHOLE: _decode_data_whole,
     FrameType.FEC: _decode_fec,
+    FrameType.LOSS_REPORT: _decode_loss_report,
 }
 
 

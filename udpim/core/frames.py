@@ -20,6 +20,7 @@ __all__ = [
     "CloseReason",
     "DataFrame",
     "FecFrame",
+    "LossReportFrame",
     "Frame",
     "PaddingFrame",
     "PathChallengeFrame",
@@ -139,22 +140,25 @@ class PathResponseFrame:
 @final
 @dataclass(frozen=True, slots=True)
 class FecFrame:
-    """Forward error correction: the XOR of the plaintexts of a group of packets.
+    """Forward error correction: a linear combination of the symbols of some packets.
 
     Attributes:
-        first_packet: packet number of the group's first member.
-        members: bitmap of the group (bit ``i`` set: packet ``first_packet + i`` is a
+        first_packet: packet number of the first member.
+        members: bitmap of the members (bit ``i`` set: packet ``first_packet + i`` is a
             member; bit 0 is always set).
-        length_xor: XOR of the members' plaintext lengths.
-        parity: XOR of the members' plaintexts, each zero-padded to the longest.
+        seed: the sender's repair counter; with a member's packet number it gives the
+            member's coefficient (``gf256.coefficient``).
+        parity: the sum over the members of coefficient * symbol in GF(2^8), where a
+            symbol is the plaintext's 2-byte length and the plaintext, zero-padded to
+            the longest.
 
-    A receiver that has every member but one rebuilds the missing packet's plaintext
-    from these (docs/PROTOCOL.md "Forward error correction"). Not ack-eliciting.
+    A receiver solves these for the members it lacks (docs/PROTOCOL.md "Forward error
+    correction"). Not ack-eliciting.
     """
 
     first_packet: int
     members: int
-    length_xor: int
+    seed: int
     parity: bytes
 
     def member_numbers(self) -> list[int]:
@@ -168,6 +172,18 @@ class FecFrame:
         return numbers
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class LossReportFrame:
+    """What this endpoint has seen of the peer's packets so far: ``received`` packets
+    authenticated, ``missing`` packet numbers skipped and not (yet) received (a packet
+    FEC rebuilt stays missing). The peer measures its path's loss from the changes,
+    for FEC. Not ack-eliciting."""
+
+    received: int
+    missing: int
+
+
 Frame = (
     PaddingFrame
     | PingFrame
@@ -178,4 +194,5 @@ Frame = (
     | PathChallengeFrame
     | PathResponseFrame
     | FecFrame
+    | LossReportFrame
 )

@@ -143,6 +143,11 @@ class SessionKeys:
             self._discard_at = now + 3 * pto_s
         return packet_number, plaintext
 
+    def is_missing(self, packet_number: int) -> bool:
+        """Whether a packet could still be received: never seen, and not too old for the
+        replay window (FEC solves only for these)."""
+        return self._replay.check(packet_number)
+
     def mark_recovered(self, packet_number: int) -> bool:
         """Record a packet rebuilt by FEC as received; False if it already was (or is too
         old for the replay window), in which case it must not be processed again."""

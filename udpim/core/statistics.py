@@ -86,7 +86,8 @@ class SessionStatistics:
     ``receive_buffered_bytes`` is reassembly memory in use (never above the window we
     advertised), ``send_buffered_bytes`` message bytes queued or awaiting acknowledgement.
     ``packets_repaired`` counts packets rebuilt from the peer's FEC parity;
-    ``fec_group_size`` is our data packets per parity now (0: FEC off).
+    ``fec_group_size`` is our data packets per FEC repair now (0: FEC off; 1.5 means
+    two repairs every three data packets).
     ``heartbeat_interval_s``, ``dead_peer_timeout_s`` and ``idle_timeout_s`` are the
     values in force (``set_heartbeat_interval``, ``set_liveness``).
     ``reachability_gaps`` counts ack-eliciting packets that were overdue (outstanding for
@@ -127,7 +128,7 @@ class SessionStatistics:
     receive_buffered_bytes: int
     send_buffered_bytes: int
     packets_repaired: int
-    fec_group_size: int
+    fec_group_size: float
     fec_parities_sent: int
     drops: dict[str, int] = field(default_factory=dict)
 

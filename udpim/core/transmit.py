@@ -37,6 +37,7 @@ from udpim.core.frames import (
     DataFrame,
     FecFrame,
     Frame,
+    LossReportFrame,
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
@@ -60,6 +61,9 @@ MAX_PENDING_PATH_RESPONSES = 4
 MIN_DATA_FRAME_BYTES = 32
 """Smallest room worth starting a new DATA frame in (below it, wait for the window)."""
 
+LOSS_REPORT_EVERY = 64
+"""Packets received between two LOSS_REPORTs when none went missing."""
+
 MAX_DATAGRAMS_PER_FLUSH = 256
 """Upper bound on one ``datagrams()`` call, so one session cannot starve a driver."""
 
@@ -79,13 +83,16 @@ class Transmitter:
         "_last_gap_packet",
         "_max_ack_delay_s",
         "_max_datagram",
+        "_missing",
         "_next_pn",
         "_parity",
         "_path",
         "_peer_cid",
         "_pending",
         "_raw",
+        "_received",
         "_recv",
+        "_reported",
         "_send",
         "closing_deadline",
         "counters",
@@ -124,6 +131,11 @@ class Transmitter:
         self._fec_tx = FecEncoder() if config.fec else None
         self._fec_rx: FecDecoder | None = None  # made on the peer's first FEC frame
         self._parity: FecFrame | None = None
+        # The peer's packets we authenticated, those skipped and not received since, and
+        # both as our last LOSS_REPORT carried them.
+        self._received = 0
+        self._missing = 0
+        self._reported = (0, 0)
         # A window above the protocol's initial credit is advertised in the first packet.
         self._pending.window = config.receive_window_bytes > INITIAL_MAX_DATA_BYTES
         self._raw: list[bytes] = []  # the handshake response (a deque costs 760 bytes)
@@ -161,7 +173,7 @@ class Transmitter:
         self._pending.close_resend = True
         self.closing_deadline = now + 3 * self._pto_s()
 
-    def fec_state(self) -> tuple[int, int]:
+    def fec_state(self) -> tuple[float, int]:
         """``(members per parity now, 0 when off; parities sent so far)``."""
         fec = self._fec_tx
         return (0, 0) if fec is None else (fec.group_size, fec.parities_sent)
@@ -197,9 +209,14 @@ class Transmitter:
         frames = decode_frames_authenticated(plaintext)
         if self._fec_rx is not None:
             self._fec_rx.on_packet(packet_number, plaintext, now)
-        is_largest = self._largest_received is None or packet_number > self._largest_received
+        largest = self._largest_received
+        is_largest = largest is None or packet_number > largest
+        self._received += 1
         if is_largest:
+            self._missing += packet_number - (-1 if largest is None else largest) - 1
             self._largest_received = packet_number
+        else:
+            self._missing -= 1  # late, not lost: it was counted missing when skipped
         return packet_number, frames, is_largest
 
     def on_frames(self, packet_number: int, frames: list[Frame], now: float) -> CloseFrame | None:
@@ -238,6 +255,8 @@ class Transmitter:
                 ping = True
             elif isinstance(frame, FecFrame):
                 close = self._on_fec(frame, now) or close
+            elif isinstance(frame, LossReportFrame) and self._fec_tx is not None:
+                self._fec_tx.on_loss_report(frame.received, frame.missing)
         # A PING alone (heartbeat, probe, confirmation) is acknowledged without delay.
         self._acks.on_packet_received(
             packet_number, eliciting or ping, now, at_once=ping and not eliciting
@@ -245,21 +264,24 @@ class Transmitter:
         return close
 
     def _on_fec(self, frame: FecFrame, now: float) -> CloseFrame | None:
-        """Rebuild a lost member of ``frame``'s group and process it as received."""
-        if self._fec_rx is None:
-            self._fec_rx = FecDecoder()
-        repaired = self._fec_rx.on_fec(frame, now)
-        assert self.keys is not None  # frames are processed only once keys exist
-        if repaired is None or not self.keys.mark_recovered(repaired[0]):
-            return None
-        number, plaintext = repaired
-        # A rebuilt packet's own FEC frames are not followed (no repair chains).
-        frames: list[Frame] = [
-            f for f in decode_frames_authenticated(plaintext) if not isinstance(f, FecFrame)
-        ]
-        self._fec_rx.on_packet(number, plaintext, now)
-        self.counters.packets_repaired += 1
-        return self.on_frames(number, frames, now)
+        """Rebuild the lost packets ``frame`` determines and process them as received."""
+        decoder = self._fec_rx
+        if decoder is None:
+            decoder = self._fec_rx = FecDecoder()
+        keys = self.keys
+        assert keys is not None  # frames are processed only once keys exist
+        close: CloseFrame | None = None
+        for number, plaintext in decoder.on_fec(frame, now, keys.is_missing):
+            decoder.on_packet(number, plaintext, now)
+            if not keys.mark_recovered(number):
+                continue
+            # A rebuilt packet's own FEC frames are not followed (no repair chains).
+            frames: list[Frame] = [
+                f for f in decode_frames_authenticated(plaintext) if not isinstance(f, FecFrame)
+            ]
+            self.counters.packets_repaired += 1
+            close = self.on_frames(number, frames, now) or close
+        return close
 
     def on_packet_while_closing(self, frames: list[Frame]) -> None:
         """In CLOSING, answer the peer's packets with our CLOSE again."""
@@ -269,10 +291,8 @@ class Transmitter:
         outcome = self.recovery.on_ack_received(frame, now)
         fec = self._fec_tx
         if fec is not None:
-            for _ in outcome.acked:
-                fec.on_outcome(False)
-            for _ in outcome.lost:
-                fec.on_outcome(True)
+            for packet in outcome.acked:
+                fec.forget(packet.packet_number)
         if self._largest_acked is None or frame.largest > self._largest_acked:
             self._largest_acked = frame.largest
         keys = self.keys
@@ -290,7 +310,10 @@ class Transmitter:
 
     def _on_lost(self, packets: tuple[SentPacket, ...] | list[SentPacket]) -> None:
         self.counters.packets_lost += len(packets)
+        fec = self._fec_tx
         for packet in packets:
+            if fec is not None:
+                fec.forget(packet.packet_number)  # its data goes again in a new packet
             for frame in packet.frames:
                 if isinstance(frame, DataFrame):
                     self.counters.frames_retransmitted += 1
@@ -428,10 +451,16 @@ class Transmitter:
         room -= sum(frame_size(frame) for frame in control)
         frames: list[Frame] = []
         if ack_deadline is not None:
-            ack = self._acks.build_ack(now, max_bytes=room)
+            report = LossReportFrame(self._received, self._missing) if self._report_due() else None
+            reserved = 0 if report is None else frame_size(report)
+            ack = self._acks.build_ack(now, max_bytes=room - reserved)
             if ack is not None:
                 frames.append(ack)
                 room -= frame_size(ack)
+                if report is not None:  # it rides with an ACK
+                    frames.append(report)
+                    room -= reserved
+                    self._reported = (report.received, report.missing)
         frames += control
         eliciting = bool(control)
         data_room = min(data_room, room)
@@ -457,6 +486,12 @@ class Transmitter:
                 self._keepalive.on_heartbeat_sent(now)
             pending.ping = False
         return self._seal(frames, now, ack_eliciting=eliciting)
+
+    def _report_due(self) -> bool:
+        """A LOSS_REPORT rides with an ACK when packets went missing since the last one,
+        or every ``LOSS_REPORT_EVERY`` packets received."""
+        received, missing = self._reported
+        return self._missing != missing or self._received - received >= LOSS_REPORT_EVERY
 
     def _ack_blocked(self) -> bool:
         """The path's budget cannot carry the pending ACK: it waits for the peer's bytes."""
