@@ -26,9 +26,10 @@ What it measures (TARGETS.md: 100 000 idle sessions per hub process at <= 2 KB e
   session; hub CPU seconds in the window / its wall seconds, as % of one core
   (nothing subtracted; the baseline's own figure is printed beside it).
 * **the census**: ``session_census`` measures in this process, with tracemalloc, the
-  transport (``udpim.core``) bytes a hub-side endpoint keeps per idle session and the
-  source lines that allocated them, so RSS per session can be split into the session
-  layer and the rest (IM layer, store, allocator overhead).
+  bytes a hub-side endpoint and its IM core keep per idle welcomed session, split into
+  the session layer (``udpim.core``), the IM layer (``udpim.im``) and the rest, and the
+  source lines that allocated them, so RSS per session can be split into those and what
+  tracemalloc does not see (store, allocator overhead, OpenSSL).
 
 ``--repeat N`` runs the whole schedule N times on fresh hubs; figures are medians with
 (min..max). Benchmarks are not tests: nothing here asserts a target.
@@ -297,10 +298,12 @@ def _markdown(
     if census is not None:
         lines += [
             "",
-            f"Session layer alone (in-process tracemalloc census of a hub-side `Endpoint` "
-            f"with {census.sessions:,} idle sessions, no IM layer): "
+            f"In-process tracemalloc census of a hub-side `Endpoint` and `HubCore` with "
+            f"{census.sessions:,} idle welcomed sessions (no driver, no store): "
             f"{census.bytes_per_session:,.0f} bytes and {census.blocks_per_session:.1f} "
-            f"allocations per session. Largest allocation sites, bytes per session:",
+            f"allocations per session, of which "
+            + ", ".join(f"{layer} {size:,.0f}" for layer, size in census.layer_bytes.items())
+            + ". Largest allocation sites, bytes per session:",
             "",
             "| source line | bytes per session |",
             "|---|---|",

@@ -26,8 +26,8 @@ Rules:
   initiator key, oldest forgotten first. Established sessions are never replaced here:
   the owner decides.
 * Work is proportional to what happened: only sessions touched since the last flush are
-  asked for datagrams and events; the heap holds (deadline, sequence, cid) entries and
-  stale ones are skipped lazily.
+  asked for datagrams and events; the heap holds (deadline, cid) entries (cid: the
+  session's own ``local_cid`` object, not a copy) and stale ones are skipped lazily.
 
 Theory of operation for a driver (see ``udpim.net.udp``): after every datagram or timer,
 drain ``next_event()``, then send ``datagrams_to_send(now)``, then sleep until
@@ -112,9 +112,10 @@ class Endpoint:
         self._half_open_key: dict[bytes, bytes] = {}  # our cid -> initiator key
         self._dirty: dict[bytes, None] = {}  # cids touched since the last flush (ordered set)
         self._eventful: dict[bytes, None] = {}  # cids that may have events
-        self._heap: list[tuple[float, int, bytes]] = []
+        # (deadline, cid): equal deadlines run in cid order, which is as replayable as
+        # any (cids come from ``rng``) and costs no sequence number per entry
+        self._heap: list[tuple[float, bytes]] = []
         self._scheduled: dict[bytes, float] = {}
-        self._sequence = 0
         self._stateless: deque[tuple[bytes, Address]] = deque()
         self._cookies = CookieGuard(static_key.public, rng, config.cookie_secret_lifetime_s)
         self._admission = _Admission(accept_peer, TimestampGuard(config.max_sessions))
@@ -306,7 +307,7 @@ class Endpoint:
         """The earliest deadline of any session, or None."""
         heap = self._heap
         while heap:
-            deadline, _, cid = heap[0]
+            deadline, cid = heap[0]
             if self._scheduled.get(cid) == deadline:
                 return deadline
             heapq.heappop(heap)
@@ -316,7 +317,7 @@ class Endpoint:
         """Run every session whose deadline has passed."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            deadline, _, cid = heapq.heappop(heap)
+            deadline, cid = heapq.heappop(heap)
             if self._scheduled.get(cid) != deadline:
                 continue
             del self._scheduled[cid]
@@ -337,6 +338,8 @@ class Endpoint:
                     self._dirty[cid] = None  # credit reopened: a WINDOW may be due
                 return session, event
             del self._eventful[cid]
+            if not self._eventful:
+                self._eventful = {}  # a drained dict keeps its table; a new one is small
             if session is not None and session.state is SessionState.CLOSED:
                 self._forget(cid)
         return None
@@ -352,7 +355,7 @@ class Endpoint:
             if session is None:
                 continue
             out.extend(session.datagrams_to_send(now))
-            self._schedule(cid, session)
+            self._schedule(session)
         return out
 
     def statistics(self) -> EndpointStatistics:
@@ -370,7 +373,8 @@ class Endpoint:
         self._dirty[cid] = None
         self._eventful[cid] = None
 
-    def _schedule(self, cid: bytes, session: Session) -> None:
+    def _schedule(self, session: Session) -> None:
+        cid = session.local_cid  # the held key, not a copy parsed from a datagram
         deadline = session.get_timer()
         if deadline is None:
             self._scheduled.pop(cid, None)
@@ -378,13 +382,11 @@ class Endpoint:
         if self._scheduled.get(cid) == deadline:
             return
         self._scheduled[cid] = deadline
-        self._sequence += 1
-        heapq.heappush(self._heap, (deadline, self._sequence, cid))
+        heapq.heappush(self._heap, (deadline, cid))
         if len(self._heap) > 2 * len(self._scheduled) + 64:
-            # Drop stale entries so a long-lived hub's heap stays O(sessions).
-            self._heap = [
-                entry for entry in self._heap if self._scheduled.get(entry[2]) == entry[0]
-            ]
+            # Stale entries piled up: file each deadline anew, so a long-lived hub's heap
+            # stays O(sessions).
+            self._heap = [(when, held) for held, when in self._scheduled.items()]
             heapq.heapify(self._heap)
 
     def _forget(self, cid: bytes) -> None:

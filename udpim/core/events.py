@@ -10,7 +10,7 @@ and h11's events are consumed. Names are past tense: they report what happened.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import final
+from typing import Final, final
 
 from udpim.core.frames import CloseReason
 
@@ -97,20 +97,24 @@ Event = (
     | SessionClosed
 )
 
+_NO_EVENTS: Final[list[Event]] = []
+"""Every empty ``EventQueue``'s item list; nothing is ever added to it."""
+
 
 @final
 class EventQueue:
     """A session's events waiting for ``next_event``, oldest first.
 
-    A list read from a moving head, emptied once read to the end. Not a ``deque``: a
+    A list read from a moving head, dropped once read to the end. Not a ``deque``: a
     deque allocates a 64-slot block (about 760 bytes) even when empty, and a hub holds
-    100 000 sessions whose queues are nearly always empty.
+    100 000 sessions whose queues are nearly always empty; for the same reason an empty
+    queue holds the shared ``_NO_EVENTS`` (never written to), not a list of its own.
     """
 
     __slots__ = ("_head", "_items")
 
     def __init__(self) -> None:
-        self._items: list[Event] = []
+        self._items = _NO_EVENTS
         self._head = 0
 
     def __bool__(self) -> bool:
@@ -118,7 +122,10 @@ class EventQueue:
 
     def append(self, event: Event) -> None:
         """Queue ``event`` last."""
-        self._items.append(event)
+        if self._items:
+            self._items.append(event)
+        else:
+            self._items = [event]
 
     def popleft(self) -> Event:
         """Take the oldest event.
@@ -129,6 +136,6 @@ class EventQueue:
         event = self._items[self._head]
         self._head += 1
         if self._head == len(self._items):
-            self._items = []
+            self._items = _NO_EVENTS
             self._head = 0
         return event

@@ -23,29 +23,36 @@ __all__ = ["OwedFrames"]
 class OwedFrames:
     """Output that is owed but not yet packed."""
 
-    __slots__ = ("close", "close_resend", "heartbeat", "path_responses", "ping", "probes", "window")
+    __slots__ = ("_responses", "close", "close_resend", "heartbeat", "ping", "probes", "window")
 
     def __init__(self) -> None:
         self.ping = False  # one ack-eliciting packet is owed (handshake confirmation)
         self.heartbeat = False  # the keepalive deadline passed
         self.probes = 0  # PTO probes owed (ack-eliciting, may exceed cwnd)
         self.window = False  # a WINDOW frame was lost (or the window is above the initial)
-        self.path_responses: list[PathResponseFrame] = []
+        self._responses: list[PathResponseFrame] | None = None  # no list while none is owed
         self.close: CloseFrame | None = None
         self.close_resend = False
+
+    @property
+    def path_responses(self) -> list[PathResponseFrame]:
+        """The PATH_RESPONSEs owed, oldest first (append to owe one more)."""
+        if self._responses is None:
+            self._responses = []
+        return self._responses
 
     def control_frames(self, room: int, path: PathManager, recv: ReceiveBuffer) -> list[Frame]:
         """The owed control frames that fit in ``room`` bytes: PATH_RESPONSEs, the path's
         PATH_CHALLENGE, a WINDOW update. Those that do not fit stay owed."""
         frames: list[Frame] = []
         owed: list[PathResponseFrame] = []
-        for response in self.path_responses:
+        for response in self._responses or ():
             if frame_size(response) <= room:
                 frames.append(response)
                 room -= frame_size(response)
             else:
                 owed.append(response)
-        self.path_responses = owed
+        self._responses = owed or None
         challenge = path.take_challenge()
         if challenge is not None:
             if frame_size(challenge) <= room:

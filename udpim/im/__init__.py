@@ -18,7 +18,7 @@ from udpim.im.hubcore import HubCore
 from udpim.im.hubsession import HubStatistics
 from udpim.im.peercore import PeerCore
 from udpim.im.peerrecords import ConnectionPhase
-from udpim.im.protocol import BadFrame, decode_frame_untrusted, encode_frame
+from udpim.im.protocol import BadFrame, UnknownFrame, decode_frame_untrusted, encode_frame
 
 __all__ = [
     "Action",
@@ -31,6 +31,7 @@ __all__ = [
     "PeerCore",
     "Send",
     "Store",
+    "UnknownFrame",
     "decode_frame_untrusted",
     "encode_frame",
 ]

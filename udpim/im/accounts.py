@@ -41,7 +41,8 @@ class AccountBook:
 
     def __init__(self, *, closed: bool) -> None:
         self._closed = closed
-        self._accounts: dict[str, list[bytes]] | None = None
+        # name -> its keys: a tuple (nearly always of one), not a list (88 bytes per name)
+        self._accounts: dict[str, tuple[bytes, ...]] | None = None
         self._keys: dict[bytes, int] = {}  # key -> how many names it is bound to
 
     @property
@@ -79,10 +80,10 @@ class AccountBook:
         """Bind ``key`` to ``user``. Returns False if it already was (or not loaded)."""
         if self._accounts is None:
             return False
-        keys = self._accounts.setdefault(user, [])
+        keys = self._accounts.get(user, ())
         if key in keys:
             return False
-        keys.append(key)
+        self._accounts[user] = (*keys, key)
         self._keys[key] = self._keys.get(key, 0) + 1
         return True
 
@@ -91,8 +92,10 @@ class AccountBook:
         keys = (self._accounts or {}).get(user)
         if keys is None or key not in keys:
             return
-        keys.remove(key)
-        if not keys:
+        rest = tuple(other for other in keys if other != key)
+        if rest:
+            (self._accounts or {})[user] = rest
+        else:
             del (self._accounts or {})[user]
         self._keys[key] -= 1
         if not self._keys[key]:

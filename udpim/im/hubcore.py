@@ -73,6 +73,7 @@ from udpim.im.protocol import (
     RefusedFrame,
     RejectedFrame,
     SendFrame,
+    UnknownFrame,
     WatchFrame,
     WelcomeFrame,
     decode_frame_untrusted,
@@ -173,6 +174,9 @@ class HubCore:
             return []
         try:
             frame = decode_frame_untrusted(payload)
+        except UnknownFrame:  # a later version's frame type: ignored, in any phase
+            self._counters.unknown_frames += 1
+            return []
         except BadFrame as exc:
             self._counters.bad_frames += 1
             return self._end(session, f"bad frame: {exc}")
@@ -272,6 +276,7 @@ class HubCore:
             receipts_pushed=c.receipts_pushed,
             refused_hellos=c.refused_hellos,
             bad_frames=c.bad_frames,
+            unknown_frames=c.unknown_frames,
             store_errors=c.store_errors,
             store_ops_pending=len(self._pending),
             keepalives=c.keepalives,
@@ -297,8 +302,8 @@ class HubCore:
         return self._admit(session)
 
     def _admit(self, session: HubSession) -> list[Action]:
-        hello = session.hello
-        assert hello is not None
+        hello, session.hello = session.hello, None  # judged once; a welcomed session keeps
+        assert hello is not None  # only its user and device (memory per idle session)
         if hello.v != PROTOCOL_VERSION:
             return self._refuse(session, hello.user, REASON_VERSION)
         actions: list[Action] = []

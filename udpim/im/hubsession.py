@@ -178,11 +178,14 @@ class HubStatistics:
         delivers_pushed: ``deliver`` frames sent.
         receipts_pushed: ``receipt`` frames sent.
         refused_hellos: ``hello`` frames answered with ``refused``.
-        bad_frames: session messages that were not acceptable frames.
+        bad_frames: session messages that were not acceptable frames (each ended its
+            session).
         store_errors: store ops that failed.
         store_ops_pending: store ops submitted and not yet answered.
         keepalives: ``keepalive`` frames received.
         nat_probes: ``nat_probe`` frames received (echo requests).
+        unknown_frames: frames of a type this version does not know, ignored
+            (docs/IM.md section 3).
     """
 
     sessions: int
@@ -200,6 +203,7 @@ class HubStatistics:
     store_ops_pending: int
     keepalives: int = 0
     nat_probes: int = 0
+    unknown_frames: int = 0
 
 
 @dataclass(slots=True)
@@ -216,3 +220,4 @@ class HubCounters:
     store_errors: int = 0
     keepalives: int = 0
     nat_probes: int = 0
+    unknown_frames: int = 0

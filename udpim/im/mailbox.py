@@ -68,7 +68,9 @@ class MailboxFeed:
         self.acked = cursor
         self.pushed = cursor
         self.in_flight_bytes = 0
-        self._in_flight: deque[tuple[int, int]] = deque()  # (seq, body bytes)
+        # (seq, body bytes) pushed and not acked. None while empty, which an idle session
+        # nearly always is: an empty deque still holds a 64-slot block (about 760 bytes).
+        self._in_flight: deque[tuple[int, int]] | None = None
         self._window = window
         self._wbytes = window_bytes
         self._page = page_size
@@ -81,6 +83,8 @@ class MailboxFeed:
 
     def _record_push(self, seq: int, body_bytes: int) -> None:
         self.pushed = seq
+        if self._in_flight is None:
+            self._in_flight = deque()
         self._in_flight.append((seq, body_bytes))
         self.in_flight_bytes += body_bytes
 
@@ -142,8 +146,11 @@ class MailboxFeed:
         if seq <= self.acked:
             return None
         self.acked = seq
-        while self._in_flight and self._in_flight[0][0] <= seq:
-            self.in_flight_bytes -= self._in_flight.popleft()[1]
+        in_flight = self._in_flight
+        while in_flight and in_flight[0][0] <= seq:
+            self.in_flight_bytes -= in_flight.popleft()[1]
+        if not in_flight:
+            self._in_flight = None
         return seq
 
     @property

@@ -77,6 +77,7 @@ from udpim.im.protocol import (
     RefusedFrame,
     RejectedFrame,
     SendFrame,
+    UnknownFrame,
     WatchFrame,
     WelcomeFrame,
     decode_frame_untrusted,
@@ -136,6 +137,7 @@ class PeerCore:
         self._watching = WatchList(user)
         self._pending: PendingOps[PeerPending] = PendingOps()
         self._keepalive: KeepaliveFrame | None = None
+        self._unknown_frames = 0
 
     # ------------------------------------------------------------------ properties
 
@@ -153,6 +155,12 @@ class PeerCore:
     def phase(self) -> ConnectionPhase:
         """The current connection's phase."""
         return self._phase
+
+    @property
+    def unknown_frames(self) -> int:
+        """Frames from the hub of a type this version does not know, ignored (docs/IM.md
+        section 3)."""
+        return self._unknown_frames
 
     # ------------------------------------------------------------------ commands
 
@@ -296,6 +304,9 @@ class PeerCore:
             return []
         try:
             frame = decode_frame_untrusted(payload)
+        except UnknownFrame:  # a later version's frame type: ignored, in any phase
+            self._unknown_frames += 1
+            return []
         except BadFrame as exc:
             return [Close(sid, f"bad frame: {exc}")]
         if self._phase is not ConnectionPhase.WELCOMED:

@@ -24,7 +24,9 @@ class PresenceBoard:
     __slots__ = ("_live", "_watched_by", "_watching")
 
     def __init__(self) -> None:
-        self._live: dict[str, set[bytes]] = {}
+        # user -> its live sessions: a tuple, as a user has one or a few (a set costs 216
+        # bytes even with one member, and a hub holds 100 000 online users)
+        self._live: dict[str, tuple[bytes, ...]] = {}
         # dicts, not sets: iteration order must not depend on hash seeds (replayable runs)
         self._watched_by: dict[str, dict[bytes, None]] = {}
         self._watching: dict[bytes, frozenset[str]] = {}
@@ -44,16 +46,16 @@ class PresenceBoard:
         Returns:
             True if this changed whether ``user`` is online.
         """
-        before = user in self._live
-        if live:
-            self._live.setdefault(user, set()).add(sid)
-        else:
-            sessions = self._live.get(user)
-            if sessions is not None:
-                sessions.discard(sid)
-                if not sessions:
-                    del self._live[user]
-        return before != (user in self._live)
+        sessions = self._live.get(user, ())
+        if live and sid not in sessions:
+            self._live[user] = (*sessions, sid)
+        elif not live and sid in sessions:
+            rest = tuple(other for other in sessions if other != sid)
+            if rest:
+                self._live[user] = rest
+            else:
+                del self._live[user]
+        return bool(sessions) != (user in self._live)
 
     def watch(self, sid: bytes, users: Iterable[str]) -> list[str]:
         """Replace the watch set of ``sid``. Returns the users, deduplicated, in order."""

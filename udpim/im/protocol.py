@@ -10,10 +10,14 @@ Rules (docs/IM.md, "Frames"):
   chars, ints in ``0 .. 2**63-1``, bodies of at most 64 KiB of UTF-8 (no lone
   surrogates), no duplicate keys, no NaN/Infinity, the whole payload at most
   ``MAX_FRAME_BYTES``.
-* Unknown members are IGNORED (a later version may add optional members); an unknown
-  ``"t"`` is an error. A frame that a direction does not allow (a hub frame sent to the
-  hub) decodes fine here; the cores reject it.
-* ``decode_frame_untrusted`` raises only ``BadFrame``, for any input bytes.
+* Unknown members are IGNORED (a later version may add optional members). So are frames
+  of an unknown type: a JSON object whose ``"t"`` is a string naming no type here raises
+  ``UnknownFrame`` (a ``BadFrame``), which the cores count and ignore, never closing the
+  session for it (docs/IM.md section 3). A missing or non-string ``"t"`` is a bad frame.
+  A frame that a direction does not allow (a hub frame sent to the hub) decodes fine
+  here; the cores reject it.
+* ``decode_frame_untrusted`` raises only ``BadFrame`` (or its ``UnknownFrame``), for any
+  input bytes.
 
 Theory of operation: one table (``_SPECS``) lists every frame type with its fields and
 each field's kind; the encoder and decoder both walk it, so they cannot disagree.
@@ -85,6 +89,7 @@ __all__ = [
     "RefusedFrame",
     "RejectedFrame",
     "SendFrame",
+    "UnknownFrame",
     "WatchFrame",
     "WelcomeFrame",
     "decode_frame_untrusted",
@@ -99,9 +104,14 @@ MAX_FRAME_BYTES: Final = 512 * 1024
 """Largest encoded frame (a 64 KiB body of control characters escapes to 384 KiB)."""
 
 
-@final
 class BadFrame(UdpimError):
     """A session message is not an acceptable IM frame (the text says why, for logs)."""
+
+
+@final
+class UnknownFrame(BadFrame):
+    """A well-formed frame whose type this version does not know (a later version's):
+    receivers ignore it and count it (docs/IM.md section 3)."""
 
 
 # --------------------------------------------------------------------------- field kinds
@@ -309,8 +319,10 @@ def decode_frame_untrusted(payload: bytes) -> Frame:
         The frame dataclass.
 
     Raises:
-        BadFrame: for anything that is not exactly an acceptable frame (see the module
-            rules); never any other exception.
+        UnknownFrame: a JSON object whose ``"t"`` names no frame type of this version
+            (a ``BadFrame``; to be ignored, not treated as an error).
+        BadFrame: for anything else that is not exactly an acceptable frame (see the
+            module rules); never any other exception.
     """
     if len(payload) > MAX_FRAME_BYTES:
         raise BadFrame(f"frame larger than {MAX_FRAME_BYTES} bytes")
@@ -324,9 +336,11 @@ def decode_frame_untrusted(payload: bytes) -> Frame:
     if not isinstance(obj, dict):
         raise BadFrame("not a JSON object")
     tag = obj.get("t")
-    spec = _BY_TAG.get(tag) if isinstance(tag, str) else None
+    if not isinstance(tag, str):
+        raise BadFrame("missing or non-string frame type")
+    spec = _BY_TAG.get(tag)
     if spec is None:
-        raise BadFrame("unknown frame type")
+        raise UnknownFrame("unknown frame type")
     values: dict[str, object] = {}
     for attr, member, check in spec.fields:
         if member not in obj:
