@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from tools.benchmarks import bulk, core, idle, latency, relay, simspeed
+from tools.benchmarks import bulk, core, idle, latency, oneway, relay, simspeed
 from tools.benchmarks.command import Section, Subcommand, add_common_options
 from tools.benchmarks.machine import describe_machine, machine_markdown
 
@@ -34,6 +34,7 @@ __all__ = ["SUBCOMMANDS", "main"]
 SUBCOMMANDS: Final[tuple[Subcommand, ...]] = (
     latency.SUBCOMMAND,
     bulk.SUBCOMMAND,
+    oneway.SUBCOMMAND,
     relay.SUBCOMMAND,
     idle.SUBCOMMAND,
     simspeed.SUBCOMMAND,

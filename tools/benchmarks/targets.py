@@ -27,6 +27,8 @@ __all__ = [
     "LATENCY_REFERENCES",
     "LATENCY_TARGETS",
     "LatencyTarget",
+    "ONEWAY_ALTERNATIVES",
+    "ONEWAY_TARGET_PER_S",
 ]
 
 
@@ -78,3 +80,13 @@ BULK_TARGETS_S: Final[dict[str, tuple[float, str]]] = {
     "10": (0.96, "<= KCP (0.96 s)"),
     "30": (3.0, "<= 3 s (beat KCP)"),
 }
+
+ONEWAY_ALTERNATIVES: Final[tuple[tuple[str, int], ...]] = (
+    # (transport, delivered messages/s) one way on loopback, 100 000 x 200 B
+    ("TCP", 78_000),
+    ("QUIC (aioquic, pure Python)", 38_000),
+    ("KCP (C core)", 169_000),
+    ("ENet (C core)", 586_000),
+)
+ONEWAY_TARGET_PER_S: Final = 40_000
+"""udpim >= 40 k messages/s one way with encryption on (beat the pure-Python QUIC)."""

@@ -5,16 +5,15 @@ Rules (../shared/STYLE.md section C):
 * No task per session: a hub holds 100 000 sessions on one endpoint, and the endpoint
   keeps all their deadlines in one heap. This driver runs exactly two tasks.
 * After every input (a datagram, a timer, an application call) the driver drains the
-  endpoint's events to the handler at once, and the timer loop *flushes* the way
-  aioquic's ``transmit()`` does: drain events, send every datagram the endpoint has,
-  re-read the deadline.
+  endpoint's events to the handler at once, and then *flushes* the way aioquic's
+  ``transmit()`` does: drain events, send every datagram the endpoint has, re-read
+  the deadline.
 * Datagrams leave in the order the endpoint numbered them: whoever sends takes
   ``datagrams_to_send`` and sends it all under one FIFO lock. (Two tasks interleaving
   their sends reordered packets on the wire; the peer's acks then declared the
   overtaken packets lost, collapsing the congestion window and switching on FEC, with
   no loss at all on the link.)
-* Under load, inputs coalesce: the receive loop only wakes the timer loop, so the
-  datagrams read while the timer loop is still sending are answered by one later
+* Under load, inputs coalesce: the datagrams read in one go are answered by one
   flush, with their frames and acknowledgements packed into fewer datagrams.
 * Time comes only from ``trio.current_time()``, so the same code runs on a real clock
   and on Trio's ``MockClock`` (netsim). The wall clock is read only for the handshake
@@ -24,12 +23,41 @@ Rules (../shared/STYLE.md section C):
   without udpim importing netsim.
 * The event handler is synchronous and must not block: it runs inside the receive
   loop. Work that needs to wait (disk) is handed to another task by the handler.
-* Backpressure: an optional ``input_gate`` is awaited before every ``recvfrom``, so an
-  owner whose downstream work (the store) is backlogged stops reading; the socket
-  buffer then fills and the kernel drops, which the sessions' loss recovery repairs.
+* Backpressure: an optional ``input_gate`` is awaited before every read from the
+  socket, so an owner whose downstream work (the store) is backlogged stops reading;
+  the socket buffer then fills and the kernel drops, which the sessions' loss recovery
+  repairs. (A gate that is open returns without yielding, so awaiting it per datagram
+  costs nothing.)
 * Datagrams that are not udpim version 1 (``on_foreign``) may be answered by the owner
   itself (the hub-key query of ``udpim.net.keyquery``); by default they go to the
   endpoint, which drops and counts them.
+* Cancellation: a cancelled driver loses at most the datagrams it was about to send
+  (the session's loss recovery resends their frames) and never a datagram it has read:
+  a datagram is fed to the endpoint in the same step that reads it.
+
+Theory of operation. Two paths, chosen when ``serve`` starts:
+
+* **Direct** (a real ``trio.socket.SocketType``; ``udpim.net.directsocket``). The
+  receive loop waits for the socket to be readable, then reads datagrams with
+  non-blocking ``recvfrom`` until the kernel has no more or ``RECEIVE_BATCH_DATAGRAMS``
+  were read, feeding each to the endpoint and draining its events; then it flushes
+  once itself (non-blocking ``sendto``; only a full send buffer makes it await
+  ``wait_writable``), and if the endpoint's next deadline moved earlier, pulls the
+  timer loop's wait forward by setting its cancel scope's deadline: no wake-up, task
+  switch or ``trio.Event`` per datagram. Every batch starts with that wait, a
+  checkpoint, so a flood cannot starve the other tasks. The timer loop wakes only for
+  deadlines and application calls. If the input gate holds the loop in the middle of
+  a batch, the replies to the datagrams read so far wait for the end of the batch or
+  the timer loop's next flush, whichever comes first.
+* **Awaitable** (any other ``DatagramSocket``, e.g. netsim's virtual socket): one
+  ``await recvfrom`` per datagram; the receive loop drains events and wakes the timer
+  loop, which flushes with one ``await sendto`` per datagram, so datagrams read while
+  the timer loop is still sending are answered together by its next flush. This is the
+  path tests/net and tests/sim run in virtual time; it is unchanged, so they stay
+  deterministic.
+
+``flush``, ``send_datagram`` and ``aclose`` use the direct path while ``serve`` runs
+and the awaitable one otherwise (``aclose`` after ``serve`` ended, for instance).
 """
 
 from __future__ import annotations
@@ -48,6 +76,7 @@ from udpim.core.events import Event
 from udpim.core.frames import CloseReason
 from udpim.core.session import Session
 from udpim.core.wire import VERSION
+from udpim.net.directsocket import DirectSocket
 
 __all__ = ["DatagramSocket", "EndpointDriver", "EventHandler", "ForeignHandler"]
 
@@ -61,6 +90,9 @@ sent back to the source. Must not block."""
 
 RECEIVE_BUFFER_BYTES = 65536
 """Largest datagram read from the socket; bigger ones are truncated and then dropped."""
+
+RECEIVE_BATCH_DATAGRAMS = 64
+"""Most datagrams the direct path reads before it flushes and lets other tasks run."""
 
 CLOSE_TIMEOUT_S = 1.0
 """How long ``aclose`` waits to flush CLOSE frames before giving up."""
@@ -114,6 +146,8 @@ class EndpointDriver:
         self._on_foreign = on_foreign
         self._wake = trio.Event()
         self._send_lock = trio.Lock()
+        self._direct: DirectSocket | None = None  # set while ``serve`` runs on a real socket
+        self._timer_scope: trio.CancelScope | None = None  # the timer loop's wait, if waiting
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.send_errors = 0
@@ -128,10 +162,20 @@ class EndpointDriver:
         self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Run the receive and timer loops until cancelled; reports the bound address."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receive_loop)
-            nursery.start_soon(self._timer_loop)
-            task_status.started(self.address)
+        direct = DirectSocket.open(self._sock)
+        self._direct = direct
+        try:
+            async with trio.open_nursery() as nursery:
+                if direct is None:
+                    nursery.start_soon(self._receive_loop)
+                else:
+                    nursery.start_soon(self._receive_batches, direct)
+                nursery.start_soon(self._timer_loop)
+                task_status.started(self.address)
+        finally:
+            self._direct = None
+            if direct is not None:
+                direct.detach()
 
     # --- the application's calls (synchronous; the timer loop flushes) -----------------
 
@@ -158,8 +202,17 @@ class EndpointDriver:
 
     async def send_datagram(self, data: bytes, address: Address) -> None:
         """Send one datagram outside any session (e.g. a hub-key query); errors are counted."""
+        direct = self._direct
         try:
-            await self._sock.sendto(data, address)
+            if direct is None:
+                await self._sock.sendto(data, address)
+            else:
+                while True:
+                    try:
+                        direct.sendto_nowait(data, address)
+                        break
+                    except BlockingIOError:
+                        await direct.wait_writable()
             self.datagrams_sent += 1
         except OSError as exc:
             self.send_errors += 1
@@ -196,11 +249,36 @@ class EndpointDriver:
 
     async def _drain_and_send(self) -> None:
         self._drain_events()
-        async with self._send_lock:  # FIFO: datagrams leave in packet-number order
+        lock = self._send_lock
+        if self._direct is None:
+            async with lock:  # FIFO: datagrams leave in packet-number order
+                for data, address in self.endpoint.datagrams_to_send(trio.current_time()):
+                    await self.send_datagram(data, address)
+            return
+        try:  # the direct path yields only if another task is sending or the buffer is full
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             for data, address in self.endpoint.datagrams_to_send(trio.current_time()):
                 await self.send_datagram(data, address)
+        finally:
+            lock.release()
+
+    def _pull_timer_forward(self) -> None:
+        """After a flush outside the timer loop: make its wait end by the new deadline."""
+        scope = self._timer_scope
+        if scope is None:
+            return  # not waiting: it re-reads the deadline before it waits again
+        deadline = self.endpoint.get_timer()
+        if deadline is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+
+    def _address(self, source: Any) -> Address:
+        return (str(source[0]), int(source[1]))
 
     async def _receive_loop(self) -> None:
+        """The awaitable path: one ``await recvfrom`` per datagram; the timer loop sends."""
         endpoint = self.endpoint
         gate = self._input_gate
         while True:
@@ -208,7 +286,7 @@ class EndpointDriver:
                 await gate()
             data, source = await self._sock.recvfrom(RECEIVE_BUFFER_BYTES)
             self.datagrams_received += 1
-            address = (str(source[0]), int(source[1]))
+            address = self._address(source)
             if self._on_foreign is not None and data and data[0] >> 6 != VERSION:
                 reply = self._on_foreign(data, address)
                 if reply is not None:
@@ -218,12 +296,49 @@ class EndpointDriver:
             self._drain_events()
             self._wake.set()
 
+    async def _receive_batches(self, direct: DirectSocket) -> None:
+        """The direct path: read until the kernel has no more (or a batch is full), then
+        flush once; see the module docstring."""
+        endpoint = self.endpoint
+        gate = self._input_gate
+        on_foreign = self._on_foreign
+        recvfrom_nowait = direct.recvfrom_nowait
+        while True:
+            # Always a checkpoint (it parks until epoll reports the socket), so a flood
+            # cannot starve the other tasks: they run between two batches.
+            await direct.wait_readable()
+            read = 0
+            while read < RECEIVE_BATCH_DATAGRAMS:
+                if gate is not None:
+                    await gate()
+                try:
+                    data, source = recvfrom_nowait(RECEIVE_BUFFER_BYTES)
+                except BlockingIOError:
+                    break
+                read += 1
+                self.datagrams_received += 1
+                address = self._address(source)
+                if on_foreign is not None and data and data[0] >> 6 != VERSION:
+                    reply = on_foreign(data, address)
+                    if reply is not None:
+                        await self.send_datagram(reply, address)
+                    continue
+                endpoint.receive_datagram(data, address, trio.current_time())
+                self._drain_events()
+            if read:
+                await self._drain_and_send()
+                self._pull_timer_forward()
+
     async def _timer_loop(self) -> None:
         endpoint = self.endpoint
         while True:
             deadline = endpoint.get_timer()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                await self._wake.wait()
+            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                self._timer_scope = scope
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._timer_scope = None
             # Re-arm before flushing, not at the top of the loop: a wake from now on (an
             # application call, another task's flush) makes the next wait return at once,
             # and a wake set before this loop first ran (a ``connect`` right after
