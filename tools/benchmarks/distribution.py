@@ -97,7 +97,7 @@ def _number(value: float, digits: int) -> str:
         return "n/a"
     if math.isinf(value):
         return "inf"
-    return f"{value:.{digits}f}"
+    return f"{value:,.{digits}f}"
 
 
 def _json_number(value: float, digits: int) -> float | None:

@@ -5,14 +5,19 @@ What it measures, in one run (TARGETS.md: relay >= 50 % of the raw Trio UDP echo
 * **echo**: the raw Trio UDP ceiling. A server process echoes datagrams of the same size
   as a chat message; this process keeps ``--window`` of them in flight and counts round
   trips per second.
-* **relay**: a hub in its own process (``python -m udpim hub``), and two daemons, alice and
-  bob, in this process (``serve_peer``). Alice sends ``--messages`` messages of 200 bytes
-  to bob with ``--window`` of them outstanding at a time; a message counts when alice's
-  daemon has bob's delivery receipt on disk (state ``delivered``). Every step is durable:
-  alice's outbox, the hub's mailbox, bob's inbox, the receipt.
+* **relay**: three processes, as a deployment runs them: the hub (``python -m udpim
+  hub``), bob's daemon (``python -m udpim daemon``, with its control socket, as a user
+  runs it), and this process, which runs alice's daemon (``serve_peer``, no control
+  socket) and drives it through its ``PeerHandle`` as a local client would. ``--window``
+  sender tasks each send one message of 200 bytes to bob and wait for it, so
+  ``--window`` messages are outstanding until ``--messages`` are done. A message counts
+  when alice's daemon has bob's delivery receipt on disk (``send(wait="delivered")``
+  returned). Every step is durable: alice's outbox, the hub's mailbox, bob's inbox, the
+  receipt.
 
-Both use loopback only and two processes, so the ratio compares like with like on this
-2-core machine. Benchmarks are not tests: nothing here asserts a speed.
+All processes use loopback only. This 2-core machine is shared by the three relay
+processes (two for the echo), so the ratio compares what one machine can carry.
+Benchmarks are not tests: nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Final
 import trio
 
 from tools.benchmarks.command import Section, Subcommand, positive_int
+from tools.benchmarks.daemon_process import daemon_process
 from tools.benchmarks.hub_process import HubProcess, hub_process
 from udpim.net.errors import UnknownUser
 from udpim.net.peer import PeerConfig, PeerInfo, serve_peer
@@ -81,7 +87,10 @@ def run(args: argparse.Namespace) -> Section:
         [
             f"Relay: {messages} messages of {MESSAGE_BYTES} bytes, alice -> hub -> bob, "
             f"{args.window} outstanding, each counted when its delivery receipt is on "
-            f"alice's disk; {args.repeat} run(s), median (min..max).",
+            "alice's disk. Three processes: the hub (`python -m udpim hub`), bob's daemon "
+            "(`python -m udpim daemon`), and the benchmark's, which runs alice's daemon "
+            "(`serve_peer`) and its senders. Echo: two processes, the same window. "
+            f"{args.repeat} run(s), median (min..max).",
             "",
             "| figure | median | min..max |",
             "|---|---|---|",
@@ -154,30 +163,32 @@ async def _relay_rate(messages: int, window: int) -> float:
     with (
         tempfile.TemporaryDirectory() as tmp,
         hub_process(Path(tmp) / "hub", stop_timeout_s=10.0) as hub,
+        daemon_process(Path(tmp) / "bob", "bob", hub, stop_timeout_s=10.0),
     ):
         return await _relay_through(hub, Path(tmp), messages, window)
-    raise AssertionError("the hub process context swallowed an exception")
+    raise AssertionError("a process context swallowed an exception")
 
 
 async def _relay_through(hub: HubProcess, root: Path, messages: int, window: int) -> float:
     async with trio.open_nursery() as nursery:
         alice: PeerInfo = await nursery.start(_peer, root / "alice", "alice", hub)
-        bob: PeerInfo = await nursery.start(_peer, root / "bob", "bob", hub)
-        with trio.fail_after(60):  # both names bound at the hub before measuring
-            await _send_when_known(bob, "alice")
+        with trio.fail_after(60):  # bob logged in at the hub and reachable before measuring
             await _send_when_known(alice, "bob")
         body = "x" * MESSAGE_BYTES
-        limit = trio.Semaphore(window)
+        left = messages
 
-        async def one() -> None:
-            async with limit:
+        async def sender() -> None:
+            # one of ``window`` senders: each keeps one message outstanding at a time
+            nonlocal left
+            while left > 0:
+                left -= 1
                 await alice.handle.send("bob", body, wait="delivered")
 
         started = time.perf_counter()
         with trio.fail_after(600):
             async with trio.open_nursery() as senders:
-                for _ in range(messages):
-                    senders.start_soon(one)
+                for _ in range(min(window, messages)):
+                    senders.start_soon(sender)
         elapsed = time.perf_counter() - started
         nursery.cancel_scope.cancel()
     return messages / elapsed

@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final, Literal, final
@@ -55,7 +56,68 @@ _RANK: Final = {
     OutboxState.ACCEPTED: 1,
     OutboxState.DELIVERED: 2,
 }
-_WAITER_BUFFER: Final = 8  # a message changes state at most four times
+
+
+@final
+class _Waiter:
+    """The state changes of one message a ``send`` follows (filled by ``on_notify``).
+
+    Cheaper than a memory channel per message: a deque and, only while the sender
+    sleeps, an event. It needs no bound: a message changes state at most four times.
+    The sender is woken only by a change it acts on (``wakes_for``): with no ``on_state``
+    callback, a ``send`` waiting for ``delivered`` sleeps through ``queued`` and
+    ``accepted`` and takes them in order when it wakes (one task switch per message,
+    not three). ``close`` ends it (the daemon stopped).
+    """
+
+    __slots__ = ("_closed", "_items", "_wake", "_wake_rank", "state")
+
+    def __init__(self, wake_rank: int) -> None:
+        self._items: deque[OutboxChanged | StoreError] = deque()
+        self._wake: trio.Event | None = None
+        self._wake_rank = wake_rank
+        self._closed = False
+        self.state = "not yet on disk"  # the last state put, for error messages
+
+    def put(self, item: OutboxChanged | StoreError) -> None:
+        self._items.append(item)
+        if isinstance(item, OutboxChanged):
+            self.state = item.state.value
+            rank = _RANK.get(item.state)
+            if rank is not None and rank < self._wake_rank:
+                return  # a state before the wanted one: the sender need not run yet
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def next(self) -> OutboxChanged | StoreError | None:
+        """The next change in order, or None once closed and drained.
+
+        Sleeps until a change that wakes it arrives (or it is closed); then hands out
+        every change put so far, in order.
+        """
+        if not self._items:
+            while not self._closed and not self._ready():
+                self._wake = trio.Event()
+                await self._wake.wait()
+                self._wake = None
+            if not self._items:
+                return None
+        return self._items.popleft()
+
+    def _ready(self) -> bool:
+        """Whether a change the sender acts on is queued."""
+        for item in self._items:
+            if not isinstance(item, OutboxChanged):
+                return True
+            rank = _RANK.get(item.state)
+            if rank is None or rank >= self._wake_rank:
+                return True
+        return False
 
 
 @final
@@ -84,7 +146,7 @@ class PeerHandle:
         self._address = address
         self._session_config = session_config
         self._wall_clock_ms = wall_clock_ms
-        self._waiters: dict[str, trio.MemorySendChannel[OutboxChanged | StoreError]] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
         self._closed = False
 
@@ -128,12 +190,16 @@ class PeerHandle:
         await self._runner.wait_for_room()
         self._check_running()
         message_id, actions = self._core.send(to, text, self._wall_clock_ms())
-        sender, receiver = trio.open_memory_channel[OutboxChanged | StoreError](_WAITER_BUFFER)
-        self._waiters[message_id] = sender
+        wanted = OutboxState.QUEUED if wait is None else OutboxState(wait)
+        waiter = _Waiter(0 if on_state is not None else _RANK[wanted])
+        self._waiters[message_id] = waiter
         try:
             self._runner.run(actions)
-            wanted = OutboxState.QUEUED if wait is None else OutboxState(wait)
-            return await self._follow(message_id, to, receiver, wanted, timeout_s, on_state)
+            if timeout_s is None:
+                return await self._follow(message_id, to, waiter, wanted, on_state)
+            with trio.move_on_after(timeout_s):
+                return await self._follow(message_id, to, waiter, wanted, on_state)
+            raise SendTimeout(_timeout_text(message_id, to, waiter.state, wanted, timeout_s))
         finally:
             del self._waiters[message_id]
 
@@ -141,27 +207,24 @@ class PeerHandle:
         self,
         message_id: str,
         to: str,
-        receiver: trio.MemoryReceiveChannel[OutboxChanged | StoreError],
+        waiter: _Waiter,
         wanted: OutboxState,
-        timeout_s: float | None,
         on_state: StateCallback | None,
     ) -> OutboxChanged:
-        state = "not yet on disk"
-        with trio.move_on_after(math.inf if timeout_s is None else timeout_s):
-            async for item in receiver:
-                if isinstance(item, StoreError):
-                    raise ServiceFailed(f"cannot queue the message: {item}")
-                state = item.state.value
-                if on_state is not None:
-                    await on_state(item)
-                if item.state is OutboxState.REJECTED:
-                    if item.reason in ("", "unknown user"):
-                        raise UnknownUser(f"unknown user {to}")
-                    raise UnknownUser(f"message to {to} rejected: {item.reason}")
-                if _RANK[item.state] >= _RANK[wanted]:
-                    return item
-            raise ServiceFailed(f"the daemon stopped; message {message_id} was {state}")
-        raise SendTimeout(_timeout_text(message_id, to, state, wanted, timeout_s))
+        while True:
+            item = await waiter.next()
+            if item is None:
+                raise ServiceFailed(f"the daemon stopped; message {message_id} was {waiter.state}")
+            if isinstance(item, StoreError):
+                raise ServiceFailed(f"cannot queue the message: {item}")
+            if on_state is not None:
+                await on_state(item)
+            if item.state is OutboxState.REJECTED:
+                if item.reason in ("", "unknown user"):
+                    raise UnknownUser(f"unknown user {to}")
+                raise UnknownUser(f"message to {to} rejected: {item.reason}")
+            if _RANK[item.state] >= _RANK[wanted]:
+                return item
 
     async def inbox(self, after: int = 0, *, limit: int | None = None) -> list[InboxEntry]:
         """Stored messages with an inbox position above ``after``, oldest first.
@@ -251,7 +314,7 @@ class PeerHandle:
         if isinstance(event, OutboxChanged):
             waiter = self._waiters.get(event.id)
             if waiter is not None and not self._closed:
-                waiter.send_nowait(event)
+                waiter.put(event)
         for sender in list(self._subscribers):
             try:
                 sender.send_nowait(event)
@@ -265,7 +328,7 @@ class PeerHandle:
         if error is not None and isinstance(op, EnqueueOutbox):
             waiter = self._waiters.get(op.id)
             if waiter is not None and not self._closed:
-                waiter.send_nowait(error)
+                waiter.put(error)
 
     def close(self) -> None:
         """The daemon stops: end every subscription and every ``send`` still waiting."""

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import sqlite3
+from typing import Final
 
 from udpim.im.ops import (
     EnqueueOutbox,
@@ -81,19 +82,28 @@ def _enqueue_outbox(conn: sqlite3.Connection, op: EnqueueOutbox) -> None:
     )
 
 
+def _state_update(state: OutboxState) -> tuple[str, tuple[str, ...]] | None:
+    """The UPDATE that moves a row to ``state`` and its trailing parameters (None: no-op)."""
+    predecessors = tuple(s.value for s in STATE_PREDECESSORS[state])
+    if not predecessors:
+        return None
+    marks = ", ".join("?" * len(predecessors))
+    return f"UPDATE outbox SET state = ? WHERE id = ? AND state IN ({marks})", predecessors
+
+
+_STATE_UPDATES: Final = {state: _state_update(state) for state in OutboxState}
+"""Each state's UPDATE, built once (``SetOutboxState`` runs for every message twice)."""
+
+
 def _set_outbox_state(conn: sqlite3.Connection, op: SetOutboxState) -> None:
     try:
         state = OutboxState(op.state)
     except ValueError:
         raise StoreError(f"unknown outbox state {op.state!r}") from None
-    predecessors = [s.value for s in STATE_PREDECESSORS[state]]
-    if not predecessors:
-        return
-    marks = ", ".join("?" * len(predecessors))
-    conn.execute(
-        f"UPDATE outbox SET state = ? WHERE id = ? AND state IN ({marks})",
-        (state.value, op.id, *predecessors),
-    )
+    update = _STATE_UPDATES[state]
+    if update is not None:
+        sql, predecessors = update
+        conn.execute(sql, (state.value, op.id, *predecessors))
 
 
 def _store_inbox(conn: sqlite3.Connection, op: StoreInbox) -> bool:
