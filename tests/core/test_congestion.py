@@ -325,6 +325,41 @@ def test_loss_recovery_picks_the_configured_controller() -> None:
     assert not isinstance(controller, DelayGatedReno)
 
 
+@pytest.mark.parametrize(
+    ("algorithm", "initial_window", "after_loss"),
+    [
+        (CongestionAlgorithm.NEWRENO, 10 * MDS, 5 * MDS),  # every loss halves
+        (CongestionAlgorithm.DELAY_GATED, GATED_INITIAL_WINDOW_PACKETS * MDS, None),  # no queue
+    ],
+)
+def test_an_idle_session_s_window_is_that_of_a_new_controller(
+    algorithm: CongestionAlgorithm, initial_window: int, after_loss: int | None
+) -> None:
+    # Before the first packet, and whenever everything sent was acknowledged without a
+    # loss the controller reacted to, window and state are those of a new controller
+    # (LossRecovery keeps none then); a reaction to a loss is kept across idle moments.
+    config = replace(SessionConfig(), congestion_control=algorithm, max_datagram_bytes=MDS)
+    recovery = LossRecovery(config)
+    for number in range(2):
+        stats = recovery.statistics()
+        assert (stats.congestion_window_bytes, stats.congestion_state) == (
+            initial_window,
+            "slow-start",
+        )
+        assert recovery.can_send(initial_window)
+        assert not recovery.can_send(initial_window + 1)
+        recovery.on_packet_sent(packet(number, 0.0, size=1000))
+        assert recovery.window_room() == initial_window - 1000
+        recovery.on_ack_received(AckFrame(ranges=((number, number),), ack_delay_us=0), 0.1)
+    for number in range(2, 6):
+        recovery.on_packet_sent(packet(number, 0.2, size=1000))
+    recovery.on_ack_received(AckFrame(ranges=((5, 5),), ack_delay_us=0), 0.3)  # 2 is lost
+    recovery.on_ack_received(AckFrame(ranges=((3, 4),), ack_delay_us=0), 0.3)
+    stats = recovery.statistics()
+    assert (stats.bytes_in_flight, stats.packets_lost) == (0, 1)
+    assert stats.congestion_window_bytes == (after_loss or initial_window)
+
+
 def test_gated_initial_window() -> None:
     assert gated_with_rtt([]).congestion_window_bytes == GATED_INITIAL_WINDOW_PACKETS * MDS
 

@@ -275,3 +275,19 @@ def test_wrong_sized_initiations_get_no_answer(size: int) -> None:
     data = new_attempt().initiation(None)
     data = (data + bytes(4))[:size]
     assert responder_output(data, new_guard(), True, 0.0) == b""
+
+
+def test_timestamp_guard_keeps_its_order_over_many_acceptances() -> None:
+    # Thousands of re-acceptances and evictions (the guard compacts its table as it
+    # goes): the key evicted is still the one least recently accepted.
+    guard = TimestampGuard(max_initiators=3)
+    for round_ in range(5_000):
+        for key in (b"a", b"b", b"c"):
+            assert guard.accept(key, round_)
+    for fresh in range(5_000):
+        assert guard.accept(b"new %d" % fresh, 1)  # each evicts the oldest
+    assert guard.tracked_initiators == 3
+    assert not guard.accept(b"new 4999", 1)
+    assert guard.accept(b"new 4996", 1)  # evicted: forgotten
+    assert not guard.accept(b"new 4998", 1)  # evicted "new 4997", the oldest
+    assert guard.accept(b"new 4997", 1)

@@ -193,3 +193,29 @@ def test_a_rebuilt_packet_the_replay_window_has_passed_is_not_processed() -> Non
     statistics = session.statistics()
     assert statistics.packets_repaired == 1  # 140 only
     assert statistics.state is SessionState.ESTABLISHED
+
+
+def test_loss_after_a_loss_free_stretch_is_measured_from_the_last_report() -> None:
+    # The client keeps no FEC encoder while the server's LOSS_REPORTs count no loss, but
+    # the first report that counts one is measured against the last report before it,
+    # as an encoder that had seen them all would measure it: two losses among a few new
+    # packets switch FEC on, not two among the 200 received since the session began.
+    pair = established_pair()
+    send_spaced(pair, 200)
+    pair.wire.run(pair.wire.now + 2.0)
+    assert pair.client.statistics().fec_group_size == 0
+    dropped: list[Datagram] = []
+
+    def next_two_messages(d: Datagram) -> bool:
+        if client_data(d) and len(d.data) > 100 and len(dropped) < 2:
+            dropped.append(d)
+            return True
+        return False
+
+    pair.wire.hook = drop_where(next_two_messages)
+    for number in range(2):
+        pair.initiator.endpoint.send_message(pair.client, b"after %d " % number * 20, pair.wire.now)
+        pair.wire.run(pair.wire.now + 0.01)
+    pair.wire.run(pair.wire.now + 5.0)
+    assert len(dropped) == 2
+    assert pair.client.statistics().fec_group_size == GROUP_SIZES[0][1]

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from enum import Enum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, final
 
 from udpim.core.errors import LocalProtocolError
@@ -183,9 +184,7 @@ class NewReno:
         if max_datagram_bytes <= 0:
             raise LocalProtocolError("max_datagram_bytes must be positive")
         self._mds = max_datagram_bytes
-        self._cwnd = min(
-            10 * max_datagram_bytes, max(INITIAL_WINDOW_CAP_BYTES, 2 * max_datagram_bytes)
-        )
+        self._cwnd = self.initial_window_bytes(max_datagram_bytes)
         self._ssthresh: float = math.inf
         self._recovery_start: float | None = None
         self._state = CongestionState.SLOW_START
@@ -196,6 +195,22 @@ class NewReno:
     def congestion_window_bytes(self) -> int:
         """Bytes that may be in flight."""
         return self._cwnd
+
+    @staticmethod
+    def initial_window_bytes(max_datagram_bytes: int) -> int:
+        """The window a new controller starts with (RFC 9002 7.2)."""
+        return _initial_window_bytes(max_datagram_bytes)
+
+    @property
+    def at_rest(self) -> bool:
+        """Whether a new controller would be the same: nothing in flight, no loss ever
+        reacted to (so still in slow start) and the window never grown (in slow start it
+        only grows). Its owner may then drop it and make a new one when needed."""
+        return (
+            self._in_flight == 0
+            and self._ssthresh == math.inf
+            and self._cwnd == self.initial_window_bytes(self._mds)
+        )
 
     @property
     def minimum_window_bytes(self) -> int:
@@ -302,7 +317,11 @@ class DelayGatedReno(NewReno):
     def __init__(self, max_datagram_bytes: int, rtt: RttEstimator) -> None:
         super().__init__(max_datagram_bytes)
         self._rtt = rtt
-        self._cwnd = GATED_INITIAL_WINDOW_PACKETS * max_datagram_bytes
+
+    @staticmethod
+    def initial_window_bytes(max_datagram_bytes: int) -> int:
+        """``GATED_INITIAL_WINDOW_PACKETS`` datagrams."""
+        return _gated_initial_window_bytes(max_datagram_bytes)
 
     @property
     def minimum_window_bytes(self) -> int:
@@ -317,3 +336,19 @@ class DelayGatedReno(NewReno):
         # still carries early, slower samples), the latest one jitters.
         queueing_s = min(rtt.smoothed_rtt_s, rtt.latest_rtt_s) - rtt.min_rtt_s
         return queueing_s > max(QUEUE_FRACTION * rtt.min_rtt_s, QUEUE_FLOOR_S)
+
+
+# The initial windows are cached, so every controller of one datagram size shares the int
+# (an idle session's window is usually its initial one: 32 bytes a session otherwise).
+
+
+@lru_cache(maxsize=8)
+def _initial_window_bytes(max_datagram_bytes: int) -> int:
+    """RFC 9002 7.2: ``min(10 * mds, max(14720, 2 * mds))``."""
+    return min(10 * max_datagram_bytes, max(INITIAL_WINDOW_CAP_BYTES, 2 * max_datagram_bytes))
+
+
+@lru_cache(maxsize=8)
+def _gated_initial_window_bytes(max_datagram_bytes: int) -> int:
+    """``GATED_INITIAL_WINDOW_PACKETS`` datagrams."""
+    return GATED_INITIAL_WINDOW_PACKETS * max_datagram_bytes

@@ -88,7 +88,6 @@ identity (it is encrypted, see ``handshake.py``).
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from functools import lru_cache
 from typing import Final, final
 
@@ -134,6 +133,9 @@ MAC1_LABEL: Final = b"mac1----"
 COOKIE_LABEL: Final = b"cookie--"
 NO_MAC2: Final = bytes(MAC_BYTES)
 _NONCE_BYTES: Final = 12
+_COMPACT_AFTER_REMOVALS: Final = 4096
+"""``TimestampGuard`` copies its dict after this many removals (a few microseconds a
+removal at most, for 65,536 keys, in finding the oldest and in copying)."""
 _SECRET_BYTES: Final = 32
 _MAC1_OFFSETS: Final = {
     PacketType.INITIATION: INITIATION_MAC1_OFFSET,
@@ -153,8 +155,12 @@ def _hmac16(key: bytes, data: bytes) -> bytes:
     return mac.finalize()[:MAC_BYTES]
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=16)
 def _mac1_key(receiver_public: bytes) -> bytes:
+    # Small: the keys worth caching are the few this process receives at or dials (used
+    # for every packet); a responder's RESPONSEs key mac1 with each initiator's key once,
+    # and 1,024 of those kept ~300 KB for nothing. Its own key, used on every INITIATION,
+    # stays among the most recent.
     return _sha256(MAC1_LABEL + receiver_public)
 
 
@@ -331,13 +337,19 @@ class TimestampGuard:
         ValueError: if ``max_initiators`` is below 1.
     """
 
-    __slots__ = ("_latest", "max_initiators")
+    __slots__ = ("_latest", "_removed", "max_initiators")
 
     def __init__(self, max_initiators: int = 65_536) -> None:
         if max_initiators < 1:
             raise ValueError("max_initiators must be >= 1")
         self.max_initiators = max_initiators
-        self._latest: OrderedDict[bytes, int] = OrderedDict()
+        # Least recently accepted first: a plain dict keeps insertion order, and a key
+        # accepted again is moved to the end by removing and re-inserting it. (An
+        # ``OrderedDict`` costs 48 bytes more per key.) Removed keys leave holes that
+        # finding the oldest key must step over, so after ``_COMPACT_AFTER_REMOVALS``
+        # removals the dict is copied without them.
+        self._latest: dict[bytes, int] = {}
+        self._removed = 0
 
     @property
     def tracked_initiators(self) -> int:
@@ -352,12 +364,20 @@ class TimestampGuard:
         Returns:
             False for a replay or a stale initiation (nothing changes then).
         """
-        last = self._latest.get(initiator_public)
+        latest = self._latest
+        last = latest.get(initiator_public)
         if last is not None:
             if timestamp_ns <= last:
                 return False
-            self._latest.move_to_end(initiator_public)
-        elif len(self._latest) >= self.max_initiators:
-            self._latest.popitem(last=False)
-        self._latest[initiator_public] = timestamp_ns
+            del latest[initiator_public]  # re-inserted below, as the most recent
+        elif len(latest) >= self.max_initiators:
+            del latest[next(iter(latest))]
+        else:
+            latest[initiator_public] = timestamp_ns
+            return True
+        self._removed += 1
+        if self._removed >= _COMPACT_AFTER_REMOVALS:
+            latest = self._latest = dict(latest)
+            self._removed = 0
+        latest[initiator_public] = timestamp_ns
         return True

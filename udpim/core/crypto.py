@@ -36,14 +36,15 @@ authenticates, make it current and keep the old one as previous). The session ca
 packet number authenticated so far plus one bit per number below it.
 
 Memory (a hub holds 100 000 mostly idle sessions): an epoch keeps its 32-byte packet
-key, not an AEAD object. A ``ChaCha20Poly1305`` object holds OpenSSL cipher contexts of
-about 2.2 KB outside Python's heap, and a session has two or three epochs, so keeping
-them cost more than the rest of the session together. ``_aead`` hands out objects from
-a bounded least-recently-used cache (``AEAD_CACHE_SIZE``): busy sessions keep theirs,
-idle ones rebuild one on their next packet (about 1 microsecond, against tens for the
-rest of a packet's path). The cache keeps no more than a session keeps: keys of
-recently used epochs, which ``update`` and ``discard_previous`` forget from the
-session at once and the cache as it is reused.
+key (beside its secret, in one bytes object), not an AEAD object. A ``ChaCha20Poly1305``
+object holds OpenSSL cipher contexts of about 2.2 KB outside Python's heap, and a session
+has two or three epochs, so keeping them cost more than the rest of the session together.
+``_aead`` hands out objects from a bounded least-recently-used cache
+(``AEAD_CACHE_SIZE``): busy sessions keep theirs, idle ones rebuild one on their next
+packet (about 1 microsecond, against tens for the rest of a packet's path). The cache
+keeps no more than a session keeps: keys (never secrets) of recently used epochs, which
+``update`` and ``discard_previous`` forget from the session at once and the cache as it
+is reused.
 """
 
 from __future__ import annotations
@@ -178,17 +179,22 @@ def _aead(key: bytes) -> ChaCha20Poly1305:
 
 
 class _Epoch:
-    """One key epoch of one direction: its secret and its packet key."""
+    """One key epoch of one direction: its secret and its packet key, kept together in
+    one 64-byte ``material`` (two objects of their own would cost 33 bytes more)."""
 
-    __slots__ = ("key", "number", "secret")
+    __slots__ = ("material", "number")
 
     def __init__(self, secret: bytes, number: int) -> None:
-        self.secret = secret
+        self.material = secret + packet_key(secret)
         self.number = number
-        self.key = packet_key(secret)
+
+    @property
+    def key(self) -> bytes:
+        """The packet key (the cache is keyed by it alone, never by the secret)."""
+        return self.material[KEY_BYTES:]
 
     def following(self) -> _Epoch:
-        return _Epoch(next_secret(self.secret), self.number + 1)
+        return _Epoch(next_secret(self.material[:KEY_BYTES]), self.number + 1)
 
 
 @final

@@ -300,6 +300,11 @@ class Endpoint:
             self._half_open[key] = entries
         else:
             del self._half_open[key]
+            if not self._half_open:
+                # Nothing is half-open: fresh tables, since emptied dicts keep theirs (a
+                # burst of logins would otherwise leave ~74 bytes a session behind).
+                self._half_open = {}
+                self._half_open_key = {}
 
     # --- time ------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 confirmation, a heartbeat, PTO probes, a lost WINDOW to re-advertise, PATH_RESPONSEs, and
 the CLOSE of a closing session. ``control_frames`` picks the control frames that fit the
 room left in a packet; the rest stay owed (an unvalidated path's amplification budget can
-be smaller than they are), so nothing owed is ever dropped for lack of room.
+be smaller than they are), so nothing owed is ever dropped for lack of room. While nothing
+is owed (``settled``), ``Transmitter`` keeps no ``OwedFrames`` at all.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ class OwedFrames:
         self._responses: list[PathResponseFrame] | None = None  # no list while none is owed
         self.close: CloseFrame | None = None
         self.close_resend = False
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is owed (the owner may drop this record until something is)."""
+        return not (
+            self.ping
+            or self.heartbeat
+            or self.probes
+            or self.window
+            or self._responses
+            or self.close is not None
+            or self.close_resend
+        )
 
     @property
     def path_responses(self) -> list[PathResponseFrame]:

@@ -43,18 +43,15 @@ class SessionKeys:
     """
 
     __slots__ = (
+        "_config",
         "_discard_at",
         "_epoch_acked",
         "_epoch_first_pn",
         "_epoch_packets",
         "_epoch_started",
         "_opener",
-        "_rekey_after_packets",
-        "_rekey_after_s",
         "_replay",
         "_sealer",
-        "key_updates_received",
-        "key_updates_sent",
     )
 
     def __init__(
@@ -63,15 +60,22 @@ class SessionKeys:
         self._sealer = PacketSealer(send_secret)
         self._opener = PacketOpener(recv_secret)
         self._replay = ReplayWindow(config.replay_window_packets)
-        self._rekey_after_s = config.rekey_after_s
-        self._rekey_after_packets = config.rekey_after_packets
+        self._config = config  # shared, not copied: the rekey thresholds
         self._epoch_started = now
         self._epoch_packets = 0
         self._epoch_first_pn = 0
         self._epoch_acked = False
         self._discard_at: float | None = None
-        self.key_updates_sent = 0
-        self.key_updates_received = 0
+
+    @property
+    def key_updates_sent(self) -> int:
+        """Key updates of our send direction so far."""
+        return self._sealer.epoch
+
+    @property
+    def key_updates_received(self) -> int:
+        """Key updates of the peer's send direction we followed so far."""
+        return self._opener.epoch
 
     def seal(
         self,
@@ -85,12 +89,12 @@ class SessionKeys:
 
         Moves the send direction to the next key epoch first when it is due.
         """
+        config = self._config
         if self._epoch_acked and (
-            now - self._epoch_started >= self._rekey_after_s
-            or self._epoch_packets >= self._rekey_after_packets
+            now - self._epoch_started >= config.rekey_after_s
+            or self._epoch_packets >= config.rekey_after_packets
         ):
             self._sealer.update()
-            self.key_updates_sent += 1
             self._epoch_started = now
             self._epoch_packets = 0
             self._epoch_first_pn = packet_number
@@ -139,7 +143,6 @@ class SessionKeys:
         )
         self._replay.mark(packet_number)
         if self._opener.key_phase != phase:
-            self.key_updates_received += 1
             self._discard_at = now + 3 * pto_s
         return packet_number, plaintext
 

@@ -47,6 +47,7 @@ from udpim.core.config import CongestionAlgorithm, SessionConfig
 from udpim.core.congestion import (
     PERSISTENT_CONGESTION_THRESHOLD,
     CongestionController,
+    CongestionState,
     DelayGatedReno,
     NewReno,
     in_persistent_congestion,
@@ -141,6 +142,10 @@ class RecoveryStatistics:
     packets_lost: int
 
 
+_NO_PACKETS: dict[int, SentPacket] = {}
+"""Every idle ``LossRecovery``'s sent-packet table; nothing is ever added to it (an empty
+dict of its own is 64 bytes)."""
+
 _NOTHING_ACKED = AckOutcome((), (), False)
 _NOTHING_DUE = TimeoutOutcome((), 0)
 _NOTHING_OVERDUE = ReappearedOutcome(0, None)
@@ -153,23 +158,26 @@ class LossRecovery:
     Args:
         config: timer and threshold tunables (shared, not copied).
         congestion: the congestion controller; if omitted, the one
-            ``config.congestion_control`` names, sized for ``config.max_datagram_bytes``.
+            ``config.congestion_control`` names, sized for ``config.max_datagram_bytes``,
+            which exists only while it is not at rest (an idle session keeps none; the
+            next packet in flight makes a new one, the same as the one dropped).
     """
 
     __slots__ = (
         "_bytes_in_flight",
         "_config",
+        "_congestion",
         "_eliciting_in_flight",
         "_first_sample_time",
         "_largest_acked",
         "_largest_used",
         "_last_eliciting_time",
         "_loss_time",
+        "_own_congestion",
         "_packets_lost",
         "_pto_count",
         "_pto_fired_at",
         "_sent",
-        "congestion",
         "rtt",
     )
 
@@ -178,13 +186,11 @@ class LossRecovery:
     ) -> None:
         self._config = config
         self.rtt = RttEstimator(config.initial_rtt_s, config.timer_granularity_s)
-        if congestion is None:
-            if config.congestion_control is CongestionAlgorithm.NEWRENO:
-                congestion = NewReno(config.max_datagram_bytes)
-            else:
-                congestion = DelayGatedReno(config.max_datagram_bytes, self.rtt)
-        self.congestion: CongestionController = congestion
-        self._sent: dict[int, SentPacket] = {}
+        self._congestion = congestion
+        self._own_congestion = congestion is None
+        # While no packet is tracked (an idle session) this is the shared ``_NO_PACKETS``,
+        # never written to; the first tracked packet gets a table of its own.
+        self._sent = _NO_PACKETS
         self._bytes_in_flight = 0
         self._eliciting_in_flight = 0
         self._pto_count = 0
@@ -202,6 +208,36 @@ class LossRecovery:
         return self._bytes_in_flight
 
     @property
+    def congestion(self) -> CongestionController:
+        """The congestion controller (our own is made here when it does not exist)."""
+        controller = self._congestion
+        if controller is None:
+            config = self._config
+            if config.congestion_control is CongestionAlgorithm.NEWRENO:
+                controller = NewReno(config.max_datagram_bytes)
+            else:
+                controller = DelayGatedReno(config.max_datagram_bytes, self.rtt)
+            self._congestion = controller
+        return controller
+
+    @property
+    def congestion_window_bytes(self) -> int:
+        """Bytes the congestion controller lets be in flight."""
+        controller = self._congestion
+        if controller is not None:
+            return controller.congestion_window_bytes
+        config = self._config
+        if config.congestion_control is CongestionAlgorithm.NEWRENO:
+            return NewReno.initial_window_bytes(config.max_datagram_bytes)
+        return DelayGatedReno.initial_window_bytes(config.max_datagram_bytes)
+
+    def _settle_congestion(self) -> None:
+        """Drop our own controller when it is at rest (``NewReno.at_rest``)."""
+        controller = self._congestion
+        if self._own_congestion and isinstance(controller, NewReno) and controller.at_rest:
+            self._congestion = None
+
+    @property
     def pto_count(self) -> int:
         """Consecutive probe timeouts since the last acknowledgement of new packets."""
         return self._pto_count
@@ -217,11 +253,11 @@ class LossRecovery:
 
     def can_send(self, size_bytes: int) -> bool:
         """Whether a new in-flight packet of ``size_bytes`` fits the congestion window."""
-        return self._bytes_in_flight + size_bytes <= self.congestion.congestion_window_bytes
+        return self._bytes_in_flight + size_bytes <= self.congestion_window_bytes
 
     def window_room(self) -> int:
         """Bytes the congestion window still admits (may be negative after a probe)."""
-        return self.congestion.congestion_window_bytes - self._bytes_in_flight
+        return self.congestion_window_bytes - self._bytes_in_flight
 
     def statistics(self) -> RecoveryStatistics:
         """A snapshot of RTT, congestion window and loss counters."""
@@ -232,8 +268,12 @@ class LossRecovery:
             min_rtt_s=rtt.min_rtt_s,
             latest_rtt_s=rtt.latest_rtt_s,
             rtt_samples=rtt.samples,
-            congestion_window_bytes=self.congestion.congestion_window_bytes,
-            congestion_state=self.congestion.state_name(),
+            congestion_window_bytes=self.congestion_window_bytes,
+            congestion_state=(
+                CongestionState.SLOW_START.value
+                if self._congestion is None
+                else self._congestion.state_name()
+            ),
             bytes_in_flight=self._bytes_in_flight,
             packets_in_flight=len(self._sent),
             pto_count=self._pto_count,
@@ -271,11 +311,14 @@ class LossRecovery:
             raise LocalProtocolError("packet number and size must not be negative")
         if packet.ack_eliciting and not packet.in_flight:
             raise LocalProtocolError("an ack-eliciting packet is always in flight")
-        if self._sent:
-            last = self._sent[next(reversed(self._sent))]
+        sent = self._sent
+        if sent:
+            last = sent[next(reversed(sent))]
             if packet.packet_number <= last.packet_number or packet.time_sent < last.time_sent:
                 raise LocalProtocolError("packets must be tracked in send order")
-        self._sent[packet.packet_number] = packet
+        else:  # the shared empty table: a table of its own from now on
+            sent = self._sent = {}
+        sent[packet.packet_number] = packet
         self._largest_used = max(self._largest_used, packet.packet_number)
         if packet.in_flight:
             self._bytes_in_flight += packet.size_bytes
@@ -320,6 +363,7 @@ class LossRecovery:
         in_flight = [packet for packet in acked if packet.in_flight]
         if in_flight:
             self.congestion.on_packets_acked(in_flight, now)
+        self._settle_congestion()
         self._pto_count = 0
         self._pto_fired_at = 0.0
         return AckOutcome(tuple(acked), lost, rtt_sampled)
@@ -344,7 +388,7 @@ class LossRecovery:
                     acked.append(packet)
                     self._forget(packet)
         if not sent:
-            self._sent = {}  # an emptied dict keeps its table: idle sessions stay small
+            self._sent = _NO_PACKETS  # an emptied dict keeps its table: idle sessions stay small
         acked.reverse()
         return acked
 
@@ -364,7 +408,8 @@ class LossRecovery:
         loss_delay_s = max(loss_delay_s, config.timer_granularity_s)
         threshold = config.packet_threshold
         lost: list[SentPacket] = []
-        for number, packet in self._sent.items():
+        sent = self._sent
+        for number, packet in sent.items():
             if number > largest_acked:
                 break
             # Compare ``time_sent + delay`` with ``now`` (not ``time_sent`` with
@@ -376,8 +421,10 @@ class LossRecovery:
             elif self._loss_time is None or when < self._loss_time:
                 self._loss_time = when
         for packet in lost:
-            del self._sent[packet.packet_number]
+            del sent[packet.packet_number]
             self._forget(packet)
+        if not sent:
+            self._sent = _NO_PACKETS
         return tuple(lost)
 
     def _on_lost(self, lost: tuple[SentPacket, ...], now: float) -> None:
@@ -445,6 +492,7 @@ class LossRecovery:
         if self._loss_time is not None:
             lost = self._detect_lost(now)
             self._on_lost(lost, now)
+            self._settle_congestion()
             return TimeoutOutcome(lost, 0)
         self._pto_count += 1
         self._pto_fired_at = now

@@ -35,6 +35,7 @@ complete. ``missing_ranges``/``merge_range`` are the interval helpers, also used
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from functools import lru_cache
 from operator import itemgetter
 from typing import final
 
@@ -144,7 +145,7 @@ class ReceiveBuffer:
             raise LocalProtocolError("the window must be larger than the largest message")
         self._window = window_bytes
         self._max_message_bytes = max_message_bytes
-        self._update_bytes = max(1, min(window_bytes // 2, window_bytes - max_message_bytes))
+        self._update_bytes = _update_bytes(window_bytes, max_message_bytes)
         self._max_data = window_bytes
         self._consumed = 0
         self._buffered = 0
@@ -288,3 +289,10 @@ class ReceiveBuffer:
             return None
         self._max_data = max(self._max_data, target)
         return WindowFrame(self._max_data)
+
+
+@lru_cache(maxsize=8)
+def _update_bytes(window_bytes: int, max_message_bytes: int) -> int:
+    """Consumed bytes that make a WINDOW update worth sending; cached, so every buffer of
+    one configuration shares the int (32 bytes a session otherwise)."""
+    return max(1, min(window_bytes // 2, window_bytes - max_message_bytes))

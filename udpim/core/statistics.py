@@ -19,25 +19,19 @@ if TYPE_CHECKING:
     from udpim.core.path import Address, PathManager
     from udpim.core.transmit import Transmitter
 
-__all__ = ["Counters", "SessionStatistics", "build_statistics"]
+__all__ = ["Counters", "RareCounters", "SessionStatistics", "build_statistics"]
 
 
 @final
-class Counters:
-    """The session's event counters (``statistics()``); drops are counted lazily."""
+class RareCounters:
+    """The counters an idle, loss-free session never moves: losses, retransmissions,
+    probes, FEC repairs, reachability gaps and drops (``Counters.rare``)."""
 
     __slots__ = (
-        "bytes_received",
-        "bytes_sent",
         "drops",
         "frames_retransmitted",
-        "messages_delivered",
-        "messages_received",
-        "messages_sent",
         "packets_lost",
-        "packets_received",
         "packets_repaired",
-        "packets_sent",
         "probes_sent",
         "reachability_gap_max_s",
         "reachability_gap_total_s",
@@ -45,26 +39,65 @@ class Counters:
     )
 
     def __init__(self) -> None:
-        self.packets_sent = self.packets_received = 0
-        self.bytes_sent = self.bytes_received = 0
         self.packets_lost = self.frames_retransmitted = self.probes_sent = 0
         self.packets_repaired = 0
-        self.messages_sent = self.messages_received = self.messages_delivered = 0
         self.reachability_gaps = 0
         self.reachability_gap_total_s = self.reachability_gap_max_s = 0.0
-        self.drops: dict[DropReason, int] | None = None
+        self.drops: dict[DropReason, int] = {}
+
+
+_NO_RARE_COUNTS = RareCounters()
+"""What ``Counters.rare_counts`` shows until something rare happened; never written."""
+
+
+@final
+class Counters:
+    """The session's event counters (``statistics()``). The rare ones live in a
+    ``RareCounters`` made when the first of them moves, so an idle session keeps only
+    the packet, byte and message counts."""
+
+    __slots__ = (
+        "_rare",
+        "bytes_received",
+        "bytes_sent",
+        "messages_delivered",
+        "messages_received",
+        "messages_sent",
+        "packets_received",
+        "packets_sent",
+    )
+
+    def __init__(self) -> None:
+        self.packets_sent = self.packets_received = 0
+        self.bytes_sent = self.bytes_received = 0
+        self.messages_sent = self.messages_received = self.messages_delivered = 0
+        self._rare: RareCounters | None = None
+
+    @property
+    def rare(self) -> RareCounters:
+        """The rare counters, to count one (made on first use)."""
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = RareCounters()
+        return rare
+
+    @property
+    def rare_counts(self) -> RareCounters:
+        """The rare counters, to read them (all zero, and not to be written, until
+        ``rare`` was first used)."""
+        return _NO_RARE_COUNTS if self._rare is None else self._rare
 
     def drop(self, reason: DropReason) -> None:
         """Count one dropped datagram."""
-        if self.drops is None:
-            self.drops = {}
-        self.drops[reason] = self.drops.get(reason, 0) + 1
+        drops = self.rare.drops
+        drops[reason] = drops.get(reason, 0) + 1
 
     def on_gap(self, gap_s: float) -> None:
         """Count one reachability gap: data that waited ``gap_s`` for the peer to re-appear."""
-        self.reachability_gaps += 1
-        self.reachability_gap_total_s += gap_s
-        self.reachability_gap_max_s = max(self.reachability_gap_max_s, gap_s)
+        rare = self.rare
+        rare.reachability_gaps += 1
+        rare.reachability_gap_total_s += gap_s
+        rare.reachability_gap_max_s = max(rare.reachability_gap_max_s, gap_s)
 
     def on_received(self, size: int) -> None:
         """Count one authenticated datagram."""
@@ -142,9 +175,9 @@ def build_statistics(
 ) -> SessionStatistics:
     """Gather a session's components' figures into one ``SessionStatistics``."""
     counters = tx.counters
+    rare = counters.rare_counts
     rtt = tx.recovery.rtt
     keys = tx.keys
-    drops = counters.drops or {}
     receive_buffered, send_buffered = tx.buffered_bytes()
     fec_group_size, fec_parities_sent = tx.fec_state()
     return SessionStatistics(
@@ -155,9 +188,9 @@ def build_statistics(
         packets_received=counters.packets_received,
         bytes_sent=counters.bytes_sent,
         bytes_received=counters.bytes_received,
-        packets_lost=counters.packets_lost,
-        frames_retransmitted=counters.frames_retransmitted,
-        probes_sent=counters.probes_sent,
+        packets_lost=rare.packets_lost,
+        frames_retransmitted=rare.frames_retransmitted,
+        probes_sent=rare.probes_sent,
         heartbeats_sent=keepalive.heartbeats_sent,
         messages_sent=counters.messages_sent,
         messages_received=counters.messages_received,
@@ -168,19 +201,19 @@ def build_statistics(
         heartbeat_interval_s=keepalive.heartbeat_interval_s,
         dead_peer_timeout_s=keepalive.dead_peer_timeout_s,
         idle_timeout_s=keepalive.idle_timeout_s,
-        reachability_gaps=counters.reachability_gaps,
-        reachability_gap_total_s=counters.reachability_gap_total_s,
-        reachability_gap_max_s=counters.reachability_gap_max_s,
+        reachability_gaps=rare.reachability_gaps,
+        reachability_gap_total_s=rare.reachability_gap_total_s,
+        reachability_gap_max_s=rare.reachability_gap_max_s,
         smoothed_rtt_s=rtt.smoothed_rtt_s,
         rttvar_s=rtt.rttvar_s,
         min_rtt_s=rtt.min_rtt_s,
         latest_rtt_s=rtt.latest_rtt_s,
-        congestion_window_bytes=tx.recovery.congestion.congestion_window_bytes,
+        congestion_window_bytes=tx.recovery.congestion_window_bytes,
         bytes_in_flight=tx.recovery.bytes_in_flight,
         receive_buffered_bytes=receive_buffered,
         send_buffered_bytes=send_buffered,
-        packets_repaired=counters.packets_repaired,
+        packets_repaired=rare.packets_repaired,
         fec_group_size=fec_group_size,
         fec_parities_sent=fec_parities_sent,
-        drops={reason.value: count for reason, count in drops.items()},
+        drops={reason.value: count for reason, count in rare.drops.items()},
     )

@@ -74,15 +74,14 @@ class Transmitter:
 
     __slots__ = (
         "_acks",
+        "_config",
         "_events",
+        "_fec_baseline",
         "_fec_rx",
         "_fec_tx",
         "_keepalive",
-        "_largest_acked",
         "_largest_received",
         "_last_gap_packet",
-        "_max_ack_delay_s",
-        "_max_datagram",
         "_missing",
         "_next_pn",
         "_parity",
@@ -112,9 +111,7 @@ class Transmitter:
         keepalive: Keepalive,
         events: EventQueue,
     ) -> None:
-        self._max_datagram = config.max_datagram_bytes
-        self._max_ack_delay_s = config.max_ack_delay_s
-        self._largest_acked: int | None = None
+        self._config = config  # shared, not copied
         self._last_gap_packet = -1
         self.recovery = recovery
         self._acks = acks
@@ -127,8 +124,11 @@ class Transmitter:
         self._peer_cid = b""
         self._next_pn = 0
         self._largest_received: int | None = None
-        self._pending = OwedFrames()
-        self._fec_tx = FecEncoder() if config.fec else None
+        # Made when something is owed, dropped once all of it went out (idle: None).
+        self._pending: OwedFrames | None = None
+        # Made on the peer's first LOSS_REPORT that counts a loss (``_on_loss_report``).
+        self._fec_tx: FecEncoder | None = None
+        self._fec_baseline: int | None = 0 if config.fec else None
         self._fec_rx: FecDecoder | None = None  # made on the peer's first FEC frame
         self._parity: FecFrame | None = None
         # The peer's packets we authenticated, those skipped and not received since, and
@@ -137,8 +137,9 @@ class Transmitter:
         self._missing = 0
         self._reported = (0, 0)
         # A window above the protocol's initial credit is advertised in the first packet.
-        self._pending.window = config.receive_window_bytes > INITIAL_MAX_DATA_BYTES
-        self._raw: list[bytes] = []  # the handshake response (a deque costs 760 bytes)
+        if config.receive_window_bytes > INITIAL_MAX_DATA_BYTES:
+            self._owe().window = True
+        self._raw: bytes | None = None  # the handshake response, until it is sent
         self.counters = Counters()
         self.closing_deadline = 0.0
 
@@ -150,8 +151,9 @@ class Transmitter:
         self._peer_cid = peer_cid
 
     def queue_raw(self, datagram: bytes) -> None:
-        """Send ``datagram`` as is, first (the handshake response)."""
-        self._raw.append(datagram)
+        """Send ``datagram`` as is, first (the handshake response; one at a time)."""
+        assert self._raw is None  # a responder queues its one response, once
+        self._raw = datagram
 
     def queue_message(self, payload: bytes) -> int:
         """Queue an application message; see ``Session.send_message``."""
@@ -161,16 +163,17 @@ class Transmitter:
 
     def request_ping(self) -> None:
         """Owe one ack-eliciting packet (handshake confirmation)."""
-        self._pending.ping = True
+        self._owe().ping = True
 
     def request_heartbeat(self) -> None:
         """Owe a heartbeat; it becomes a PING unless something else elicits an ACK."""
-        self._pending.heartbeat = True
+        self._owe().heartbeat = True
 
     def start_closing(self, code: CloseReason, text: str, now: float) -> None:
         """Queue the CLOSE frame and set the end of the closing period (3 PTO)."""
-        self._pending.close = CloseFrame(code, text)
-        self._pending.close_resend = True
+        pending = self._owe()
+        pending.close = CloseFrame(code, text)
+        pending.close_resend = True
         self.closing_deadline = now + 3 * self._pto_s()
 
     def fec_state(self) -> tuple[float, int]:
@@ -244,8 +247,9 @@ class Transmitter:
                 self._send.on_max_data(frame.max_data)
             elif isinstance(frame, PathChallengeFrame):
                 eliciting = True
-                if len(self._pending.path_responses) < MAX_PENDING_PATH_RESPONSES:
-                    self._pending.path_responses.append(PathResponseFrame(frame.data))
+                responses = self._owe().path_responses
+                if len(responses) < MAX_PENDING_PATH_RESPONSES:
+                    responses.append(PathResponseFrame(frame.data))
             elif isinstance(frame, PathResponseFrame):
                 eliciting = True
                 changed = self._path.on_response(frame.data)
@@ -255,8 +259,8 @@ class Transmitter:
                 ping = True
             elif isinstance(frame, FecFrame):
                 close = self._on_fec(frame, now) or close
-            elif isinstance(frame, LossReportFrame) and self._fec_tx is not None:
-                self._fec_tx.on_loss_report(frame.received, frame.missing)
+            elif isinstance(frame, LossReportFrame):
+                self._on_loss_report(frame)
         # A PING alone (heartbeat, probe, confirmation) is acknowledged without delay.
         self._acks.on_packet_received(
             packet_number, eliciting or ping, now, at_once=ping and not eliciting
@@ -279,13 +283,30 @@ class Transmitter:
             frames: list[Frame] = [
                 f for f in decode_frames_authenticated(plaintext) if not isinstance(f, FecFrame)
             ]
-            self.counters.packets_repaired += 1
+            self.counters.rare.packets_repaired += 1
             close = self.on_frames(number, frames, now) or close
         return close
 
+    def _on_loss_report(self, frame: LossReportFrame) -> None:
+        """Feed the peer's LOSS_REPORT to the FEC encoder, made on the first report that
+        counts a loss. Until then an encoder would measure no loss and stay off, adding
+        nothing to the wire, so all it would keep is the last report's ``received``,
+        which the new encoder is then given first, as if it had seen that report."""
+        fec = self._fec_tx
+        if fec is None:
+            baseline = self._fec_baseline
+            if baseline is None:
+                return  # FEC is off in our config
+            if frame.missing == 0:
+                self._fec_baseline = max(baseline, frame.received)
+                return
+            fec = self._fec_tx = FecEncoder()
+            fec.on_loss_report(baseline, 0)
+        fec.on_loss_report(frame.received, frame.missing)
+
     def on_packet_while_closing(self, frames: list[Frame]) -> None:
         """In CLOSING, answer the peer's packets with our CLOSE again."""
-        self._pending.close_resend = True
+        self._owe().close_resend = True
 
     def _on_ack(self, frame: AckFrame, now: float) -> None:
         outcome = self.recovery.on_ack_received(frame, now)
@@ -293,8 +314,6 @@ class Transmitter:
         if fec is not None:
             for packet in outcome.acked:
                 fec.forget(packet.packet_number)
-        if self._largest_acked is None or frame.largest > self._largest_acked:
-            self._largest_acked = frame.largest
         keys = self.keys
         assert keys is not None  # the ACK came in a packet these keys opened
         for packet in outcome.acked:
@@ -309,24 +328,27 @@ class Transmitter:
         self._on_lost(outcome.lost)
 
     def _on_lost(self, packets: tuple[SentPacket, ...] | list[SentPacket]) -> None:
-        self.counters.packets_lost += len(packets)
+        if not packets:
+            return
+        rare = self.counters.rare
+        rare.packets_lost += len(packets)
         fec = self._fec_tx
         for packet in packets:
             if fec is not None:
                 fec.forget(packet.packet_number)  # its data goes again in a new packet
             for frame in packet.frames:
                 if isinstance(frame, DataFrame):
-                    self.counters.frames_retransmitted += 1
+                    rare.frames_retransmitted += 1
                     self._send.on_frame_lost(frame)
                 elif isinstance(frame, WindowFrame):
-                    self._pending.window = True
+                    self._owe().window = True
                 elif isinstance(frame, PathChallengeFrame):
                     self._path.on_challenge_lost(frame)
 
     # --- time ------------------------------------------------------------------------
 
     def _pto_s(self) -> float:
-        return self.recovery.rtt.pto_s(self._max_ack_delay_s)
+        return self.recovery.rtt.pto_s(self._config.max_ack_delay_s)
 
     def pto_s(self) -> float:
         """The current probe timeout, before backoff (docs/PROTOCOL.md 7.8)."""
@@ -335,7 +357,8 @@ class Transmitter:
     @property
     def heartbeat_owed(self) -> bool:
         """A heartbeat was requested and has not gone out yet (the budget held it)."""
-        return self._pending.heartbeat
+        pending = self._pending
+        return pending is not None and pending.heartbeat
 
     def deadline(self) -> float | None:
         """Earliest of loss detection, delayed ACK, path validation and key discard. An ACK
@@ -390,7 +413,8 @@ class Transmitter:
         if not probes:
             return
         # Probes the path could not carry yet do not pile up across expiries.
-        self._pending.probes = min(MAX_PROBES, self._pending.probes + probes)
+        pending = self._owe()
+        pending.probes = min(MAX_PROBES, pending.probes + probes)
         for packet in self.recovery.oldest_unacked(probes):
             for frame in packet.frames:
                 if isinstance(frame, DataFrame):
@@ -401,21 +425,23 @@ class Transmitter:
     def datagrams(self, now: float, *, confirmed: bool) -> list[tuple[bytes, tuple[str, int]]]:
         """Everything that should go out now (see the module docstring)."""
         out: list[tuple[bytes, tuple[str, int]]] = []
-        for datagram in self._raw:
-            self._account(datagram, now)
-            out.append((datagram, self._path.address))
-        self._raw.clear()
+        raw = self._raw
+        if raw is not None:
+            self._account(raw, now)
+            out.append((raw, self._path.address))
+            self._raw = None
         if self.keys is None or not confirmed:
             return out
-        close = self._pending.close
-        if close is not None:
-            if self._pending.close_resend:
+        pending = self._pending
+        if pending is not None and pending.close is not None:
+            close = pending.close
+            if pending.close_resend:
                 # Within the path's budget, without text if need be, else at the next packet.
                 room = self._room()
                 if frame_size(close) > room:
                     close = CloseFrame(close.code, "")
                 if frame_size(close) <= room:
-                    self._pending.close_resend = False
+                    pending.close_resend = False
                     out.append((self._seal([close], now), self._path.address))
             return out
         while len(out) < MAX_DATAGRAMS_PER_FLUSH:
@@ -425,6 +451,9 @@ class Transmitter:
                 break
             out.append((built, self._path.address))
         self._send_parity(out, now)
+        pending = self._pending
+        if pending is not None and pending.settled:
+            self._pending = None  # nothing owed is left: an idle session keeps no record
         return out
 
     def _send_parity(self, out: list[tuple[bytes, tuple[str, int]]], now: float) -> None:
@@ -437,7 +466,7 @@ class Transmitter:
         room = self._room()
         if room <= 0:
             return None
-        pending = self._pending
+        pending = self._owe()
         forced = pending.probes > 0 or pending.ping or pending.heartbeat
         # New data fills what the congestion window admits (a probe may exceed it): a
         # packet need not be full-size to go out, so small messages are not held back
@@ -480,7 +509,7 @@ class Transmitter:
         if eliciting:
             if pending.probes > 0:
                 pending.probes -= 1
-                self.counters.probes_sent += 1
+                self.counters.rare.probes_sent += 1
             if pending.heartbeat:
                 pending.heartbeat = False
                 self._keepalive.on_heartbeat_sent(now)
@@ -502,7 +531,7 @@ class Transmitter:
 
     def _room(self) -> int:
         """Frame bytes that fit in the next datagram (header, tag and budget deducted)."""
-        limit = self._max_datagram
+        limit = self._config.max_datagram_bytes
         budget = self._path.send_budget()
         if budget is not None:
             limit = min(limit, budget)
@@ -513,11 +542,18 @@ class Transmitter:
     def _overhead(self) -> int:
         """Bytes of the next datagram that are not frames: its header and AEAD tag."""
         assert self.keys is not None
-        header = self.keys.header_bytes(self._peer_cid, self._next_pn, self._largest_acked)
+        header = self.keys.header_bytes(self._peer_cid, self._next_pn, self.recovery.largest_acked)
         return header + AEAD_TAG_BYTES
 
     def _control_frames(self, room: int) -> list[Frame]:
-        return self._pending.control_frames(room, self._path, self._recv)
+        return self._owe().control_frames(room, self._path, self._recv)
+
+    def _owe(self) -> OwedFrames:
+        """The record of output owed, made when the first thing is owed."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = OwedFrames()
+        return pending
 
     def _seal(self, frames: list[Frame], now: float, *, ack_eliciting: bool = False) -> bytes:
         assert self.keys is not None
@@ -525,7 +561,7 @@ class Transmitter:
         self._next_pn += 1
         plaintext = encode_frames(frames)
         datagram = self.keys.seal(
-            self._peer_cid, packet_number, self._largest_acked, plaintext, now
+            self._peer_cid, packet_number, self.recovery.largest_acked, plaintext, now
         )
         self.recovery.on_packet_number_used(packet_number)
         if ack_eliciting:
