@@ -26,7 +26,12 @@ from typing import final
 from udpim.core.config import SessionConfig
 from udpim.core.crypto import PacketOpener, PacketSealer, ReplayWindow
 from udpim.core.errors import BadPacket, DropReason
-from udpim.core.wire import decode_data_header_untrusted, decode_packet_number, encode_data_header
+from udpim.core.wire import (
+    decode_data_header_untrusted,
+    decode_packet_number,
+    encode_data_header,
+    packet_number_length,
+)
 
 __all__ = ["SessionKeys"]
 
@@ -104,8 +109,10 @@ class SessionKeys:
         return header + self._sealer.seal(packet_number, header, plaintext)
 
     def header_bytes(self, dcid: bytes, packet_number: int, largest_acked: int | None) -> int:
-        """Size of the header ``seal`` would write for this packet number."""
-        return len(encode_data_header(dcid, 0, packet_number, largest_acked))
+        """Size of the header ``seal`` would write for this packet number: first byte,
+        ``dcid`` and the truncated packet number (counted, not encoded: packet sizing asks
+        several times per datagram)."""
+        return 1 + len(dcid) + packet_number_length(packet_number, largest_acked)
 
     def on_packet_acked(self, packet_number: int) -> None:
         """A packet we sent was acknowledged: the peer can follow our next update."""
