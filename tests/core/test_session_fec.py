@@ -34,26 +34,31 @@ def client_data(d: Datagram) -> bool:
     return d.source == INITIATOR_ADDRESS and d.kind is PacketType.DATA
 
 
-def lossy_pair(**config: object) -> Pair:
-    """An established pair whose client has measured enough loss to send parity."""
-    pair = established_pair(replace(TEST_CONFIG, **config))  # type: ignore[arg-type]
+def lose_two_messages(pair: Pair) -> None:
+    """Send two messages whose packets are lost, and run until both are repaired."""
     dropped: list[Datagram] = []
 
-    def first_two_messages(d: Datagram) -> bool:
+    def next_two_messages(d: Datagram) -> bool:
         if client_data(d) and len(d.data) > 100 and len(dropped) < 2:
             dropped.append(d)
             return True
         return False
 
-    pair.wire.hook = drop_where(first_two_messages)
+    pair.wire.hook = drop_where(next_two_messages)
     for number in range(2):
         pair.initiator.endpoint.send_message(
-            pair.client, b"warm-up %d " % number * 20, pair.wire.now
+            pair.client, b"lost then resent %d " % number * 20, pair.wire.now
         )
         pair.wire.run(pair.wire.now + 0.01)
     pair.wire.run(pair.wire.now + 5.0)
     assert len(dropped) == 2
     pair.wire.hook = None
+
+
+def lossy_pair(**config: object) -> Pair:
+    """An established pair whose client has measured enough loss to send parity."""
+    pair = established_pair(replace(TEST_CONFIG, **config))  # type: ignore[arg-type]
+    lose_two_messages(pair)
     # FEC is on now; its first member goes out with a copy that wakes the receiver.
     send_spaced(pair, 1)
     pair.wire.run(pair.wire.now + 1.0)
@@ -204,18 +209,5 @@ def test_loss_after_a_loss_free_stretch_is_measured_from_the_last_report() -> No
     send_spaced(pair, 200)
     pair.wire.run(pair.wire.now + 2.0)
     assert pair.client.statistics().fec_group_size == 0
-    dropped: list[Datagram] = []
-
-    def next_two_messages(d: Datagram) -> bool:
-        if client_data(d) and len(d.data) > 100 and len(dropped) < 2:
-            dropped.append(d)
-            return True
-        return False
-
-    pair.wire.hook = drop_where(next_two_messages)
-    for number in range(2):
-        pair.initiator.endpoint.send_message(pair.client, b"after %d " % number * 20, pair.wire.now)
-        pair.wire.run(pair.wire.now + 0.01)
-    pair.wire.run(pair.wire.now + 5.0)
-    assert len(dropped) == 2
+    lose_two_messages(pair)
     assert pair.client.statistics().fec_group_size == GROUP_SIZES[0][1]
