@@ -258,6 +258,8 @@ def _markdown(
 ) -> str:
     first = runs[0]
     lines = [
+        "### Idle scale: memory and heartbeat CPU of one hub",
+        "",
         f"Idle sessions on one hub process (`python -m udpim hub`, open, default "
         f"SessionConfig: heartbeat every {HEARTBEAT_INTERVAL_S:g} s of silence, sent by the "
         f"clients and acknowledged by the hub). A session = a client with its own key, "

@@ -255,6 +255,8 @@ def _markdown(messages: int, ahead: int, raws: list[OnewayRun], udpims: list[One
     udpim = spread["udpim_messages_per_s"]
     several = "; median (min..max)" if len(udpims) > 1 else ""
     lines = [
+        "### One-way message rate on loopback, encrypted (messages/s)",
+        "",
         f"One way on loopback: {messages:,} messages of {MESSAGE_BYTES} bytes from this "
         f"process to a receiver process, {len(udpims)} run(s){several}. udpim: default "
         f"SessionConfig (encrypted), at most {ahead:,} messages queued or unacknowledged; "

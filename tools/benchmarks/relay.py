@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> Section:
     }
     markdown = "\n".join(
         [
-            f"Relay: {messages} messages of {MESSAGE_BYTES} bytes, alice -> hub -> bob, "
+            "### Relay throughput: alice -> hub -> bob, with receipts",
+            "",
+            f"Relay: {messages:,} messages of {MESSAGE_BYTES} bytes, alice -> hub -> bob, "
             f"{args.window} outstanding, each counted when its delivery receipt is on "
             "alice's disk. Three processes: the hub (`python -m udpim hub`), bob's daemon "
             "(`python -m udpim daemon`), and the benchmark's, which runs alice's daemon "
