@@ -15,6 +15,7 @@ from udpim.core.fec import (
     GROUP_SIZES,
     MAX_EQUATIONS,
     MAX_REPORTED_OUTCOMES,
+    MAX_UNKNOWNS,
     RECEIVER_IDLE_S,
     RECENT_PACKETS,
     FecDecoder,
@@ -296,6 +297,16 @@ def test_nothing_left_to_solve_when_every_member_arrived() -> None:
     decoder.on_packet(5, members[5], 0.1)
     decoder.on_packet(6, members[6], 0.1)
     assert decoder.on_fec(repair_of(1, members), 0.2, never_received) == []
+
+
+def test_a_repair_lacking_more_members_than_could_be_solved_is_dropped() -> None:
+    decoder = active_decoder()
+    members = {100 + n: bytes([n]) for n in range(MAX_UNKNOWNS + 1)}
+    assert decoder.on_fec(repair_of(1, members), 0.1, never_received) == []
+    assert decoder._equations == []
+    fewer = dict(list(members.items())[:MAX_UNKNOWNS])
+    decoder.on_fec(repair_of(2, fewer), 0.1, never_received)
+    assert len(decoder._equations) == 1
 
 
 def test_a_member_received_but_no_longer_kept_makes_a_repair_useless() -> None:

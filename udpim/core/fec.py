@@ -35,7 +35,9 @@ Rules (docs/PROTOCOL.md "Forward error correction"):
   after it sent none for ``RECEIVER_IDLE_S / 2``, covers only the newest packet: a
   (scaled) copy, which wakes the receiver and protects that packet.
 * Each FEC frame becomes an equation over the members the receiver lacks (the others are
-  subtracted); the receiver keeps at most ``MAX_EQUATIONS`` and solves them together by
+  subtracted); a frame lacking more than ``MAX_UNKNOWNS`` members is dropped (it could
+  not be solved, and this bounds the work a frame causes); the receiver keeps at most
+  ``MAX_EQUATIONS`` and solves them together by
   Gaussian elimination, so two losses covered by two repairs are both rebuilt. A member
   it received but no longer keeps makes the frame useless (dropped). A rebuilt packet is
   then treated as received (acknowledged, its frames processed; a late copy is a replay).
@@ -62,6 +64,7 @@ __all__ = [
     "GROUP_SIZES",
     "LOSS_WEIGHT",
     "MAX_EQUATIONS",
+    "MAX_UNKNOWNS",
     "RECEIVER_IDLE_S",
     "RECENT_PACKETS",
     "FecDecoder",
@@ -85,6 +88,10 @@ RECENT_PACKETS = 128
 """Symbols a receiver keeps to subtract from repairs."""
 MAX_EQUATIONS = 8
 """Unsolved repairs a receiver keeps."""
+MAX_UNKNOWNS = MAX_EQUATIONS
+"""A repair lacking more members than this is dropped: the kept equations could never
+solve it, and it bounds the work one FEC frame can cause (a hostile peer's frames cost at
+most ``MAX_EQUATIONS`` rows of ``MAX_UNKNOWNS`` unknowns to eliminate)."""
 RECEIVER_IDLE_S = 30.0
 """A receiver forgets its symbols after this long without an FEC frame."""
 MAX_REPORTED_OUTCOMES = 1024
@@ -319,8 +326,8 @@ class FecDecoder:
                 unknown[number] = c
             else:
                 return []  # received but forgotten: this frame cannot be used
-        if not unknown:
-            return []
+        if not unknown or len(unknown) > MAX_UNKNOWNS:
+            return []  # nothing to learn, or more than the kept equations could solve
         first = frame.first_packet
         equations = [e for e in self._equations if min(e.coefficients) > first - FEC_MAX_SPAN]
         equations.append(_Equation(unknown, value, length))
