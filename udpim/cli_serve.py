@@ -85,7 +85,7 @@ def command_hub_adduser(args: argparse.Namespace) -> int:
     key = parse_key_option(args.pubkey, what="PUBKEY")
     ensure_private_dir(context.data_dir)
     added, keys = trio.run(_bind_account, context, user, key)
-    restart = added and _hub_running(context.data_dir)
+    running = added and _hub_running(context.data_dir)
     if context.json:
         print_json(
             {
@@ -94,21 +94,25 @@ def command_hub_adduser(args: argparse.Namespace) -> int:
                 "added": added,
                 "keys": keys,
                 "database": str(context.data_dir / HUB_DATABASE),
-                "restart_hub": restart,
+                "hub_running": running,
             }
         )
         return 0
     if added:
         print(f"added {user} with key {public_key_text(key)} to {context.data_dir / HUB_DATABASE}")
-        if restart:
-            print("the hub running on this directory reads accounts at start: restart it")
+        if running:
+            print(
+                "a closed hub running on this directory lets the key in at its next "
+                "handshake; an open one reads accounts at start: restart it"
+            )
     else:
         print(f"{user} already logs in with key {public_key_text(key)}; nothing changed")
     return 0
 
 
 def _hub_running(data_dir: Path) -> bool:
-    """Whether a hub holds ``data_dir`` now (it would not see a new account until restarted)."""
+    """Whether a hub holds ``data_dir`` now (a closed one re-reads its accounts when a key it
+    does not know knocks; an open one sees a new account at its next start)."""
     try:
         with hold_data_dir(data_dir, HUB_LOCK, "hub"):
             return False

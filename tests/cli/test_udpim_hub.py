@@ -49,12 +49,13 @@ def test_closed_hub_lets_in_only_added_users(processes: Processes) -> None:
         "added": False,
         "keys": 1,
         "database": str(env.data("hub") / "hub.db"),
-        "restart_hub": False,
+        "hub_running": False,
     }
     _, started = processes.hub("hub", "--closed")
     late = processes.run("hub", "adduser", "bob", "b" * 64, "--data", hub_data)
     assert late.stdout.splitlines()[1] == (
-        "the hub running on this directory reads accounts at start: restart it"
+        "a closed hub running on this directory lets the key in at its next handshake; "
+        "an open one reads accounts at start: restart it"
     )
     assert started["closed"] is True
     address, hub_key = str(started["address"]), str(started["public_key"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.im.world import World, key_of
-from udpim.im.actions import Close, Send, Store
+from udpim.im.actions import Close, Notify, Send, Store
 from udpim.im.events import AccountBound, Refused, SessionRefused, StoreFailed, Welcomed
 from udpim.im.hubcore import HubCore
 from udpim.im.ops import BindAccount, DeleteReceipt, LoadAccounts
@@ -105,6 +105,44 @@ def test_closed_hub_accepts_keys_added_while_running() -> None:
     assert bind.op == BindAccount("bob", key_of("bob"))
     assert hub.accept_key(key_of("bob"))
     assert hub.add_account("bob", key_of("bob")) == []  # already bound
+
+
+def test_closed_hub_rereads_its_accounts_after_refusing_a_key() -> None:
+    hub = HubCore(closed=True)
+    (load,) = hub.start()
+    assert isinstance(load, Store)
+    assert not hub.accept_key(key_of("bob"))  # refused before the accounts are read ...
+    assert not hub.reload_due  # ... which start() does anyway
+    hub.on_store_result(load.token, {"alice": [key_of("alice")]})
+    assert hub.reload_accounts() == []  # nobody was refused since
+    assert hub.accept_key(key_of("alice"))
+    assert not hub.accept_key(key_of("bob"))  # added on disk by 'udpim hub adduser' later
+    assert hub.reload_due
+    (reload,) = hub.reload_accounts()
+    assert isinstance(reload, Store)
+    assert isinstance(reload.op, LoadAccounts)
+    assert not hub.reload_due
+    assert hub.reload_accounts() == []  # one re-read per refusal burst
+    stored = {"alice": [key_of("alice")], "bob": [key_of("bob")]}
+    assert hub.on_store_result(reload.token, stored) == []
+    assert hub.accept_key(key_of("bob"))
+    stats = hub.statistics()
+    assert (stats.accounts, stats.accounts_reloaded, stats.refused_keys) == (2, 1, 2)
+
+
+def test_a_failed_reread_is_counted_and_ends_nothing() -> None:
+    closed = HubCore(closed=True)
+    (load,) = closed.start()
+    assert isinstance(load, Store)
+    closed.on_store_result(load.token, {})
+    assert closed.on_established(b"s1", key_of("alice")) == []
+    assert not closed.accept_key(key_of("eve"))
+    (reload,) = closed.reload_accounts()
+    assert isinstance(reload, Store)
+    actions = closed.on_store_error(reload.token, OSError("disk gone"))
+    assert actions == [Notify(StoreFailed("ReloadingAccounts", "disk gone"))]
+    assert closed.statistics().store_errors == 1
+    assert closed.statistics().sessions == 1  # the session it had goes on
 
 
 def _hub_with_session() -> HubCore:

@@ -122,3 +122,24 @@ async def test_messages_to_nobody_are_rejected(
             await alice.handle.send("nobody", "hello?", wait="accepted", timeout_s=60)
         (status,) = [await alice.handle.status()]
         assert status["outbox"] == {"queued": 0, "accepted": 0, "delivered": 0, "rejected": 1}
+
+
+@pytest.mark.parametrize("seed", [31])
+async def test_a_closed_hub_lets_in_a_user_added_while_it_runs(
+    seed: int, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with open_world(tmp_path, seed) as world:
+        hub = await world.start_hub(closed=True)
+        bob = world.add_daemon("bob", "bob", hub_key=hub.public_key)
+        bob_key, _ = load_or_create_identity(bob.data_dir)
+        await world.start_daemon(bob)
+        await trio.sleep(60)  # refused: its handshakes go unanswered, it keeps trying
+        assert bob.welcomes() == 0
+        # What 'udpim hub adduser' does: write the hub's database while it runs.
+        async with await SqliteStore.open(tmp_path / "hub" / "hub.db", "hub") as store:
+            await store.submit(BindAccount("bob", bob_key.public)).wait()
+        added_at = trio.current_time()
+        await world.wait_welcomed(bob)
+        # Within the daemon's next handshake attempts, not after a hub restart.
+        assert trio.current_time() - added_at < 60
+        assert (await bob.handle.send("bob", "in", wait="delivered", timeout_s=60)).id

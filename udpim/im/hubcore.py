@@ -11,6 +11,9 @@ Rules (docs/IM.md):
 * Accounts: a name is bound to the first key that says hello with it (trust on first
   use), unless the hub is closed; then only pre-registered (name, key) pairs get in.
   Until ``LoadAccounts`` answers, hellos are held (closed hubs refuse handshakes).
+  A closed hub that refused a key re-reads the accounts when the shell next calls
+  ``reload_accounts`` (it rate-limits the calls), so a user added with ``udpim hub
+  adduser`` while it runs gets in at the daemon's next handshake attempt.
 * ``accepted`` goes out only after ``StoreMessage`` committed; a duplicate (sender, id)
   is answered ``accepted`` again and never stored or pushed twice.
 * Each welcomed device session is fed its user's mailbox from its durable cursor, in seq
@@ -53,6 +56,7 @@ from udpim.im.hubsession import (
     LoadingPage,
     LoadingReceipts,
     PendingOp,
+    ReloadingAccounts,
     SessionPhase,
     StoringMessage,
     TouchingDevice,
@@ -128,6 +132,7 @@ class HubCore:
     ) -> None:
         self._idle_timeout_s = idle_timeout_s
         self._accounts = AccountBook(closed=closed)
+        self._reload_due = False
         self._sessions: dict[bytes, HubSession] = {}
         self._devices: dict[tuple[str, str], HubSession] = {}  # past hello, not ended
         self._presence = PresenceBoard()
@@ -151,9 +156,28 @@ class HubCore:
         """Whether to answer a handshake from ``key`` (the Endpoint's ``accept_peer``).
 
         Open hubs accept every key. Closed hubs accept keys bound to some user, and
-        none until the accounts are loaded.
+        none until the accounts are loaded; a refused key makes ``reload_due`` true.
         """
-        return self._accounts.accepts_key(key)
+        if self._accounts.accepts_key(key):
+            return True
+        self._counters.refused_keys += 1
+        if self._accounts.loaded:
+            self._reload_due = True
+        return False
+
+    @property
+    def reload_due(self) -> bool:
+        """A closed hub refused a key since the accounts were last read."""
+        return self._reload_due
+
+    def reload_accounts(self) -> list[Action]:
+        """Re-read the accounts if a key was refused since they were last read (the
+        shell calls this at most every few seconds): an account added while the hub
+        runs (``udpim hub adduser``) is merged in, and its key answered from then on."""
+        if not self._reload_due:
+            return []
+        self._reload_due = False
+        return [self._pending.submit(LoadAccounts(), ReloadingAccounts())]
 
     def add_account(self, user: str, key: bytes) -> list[Action]:
         """Bind ``key`` to ``user`` while running (``udpim hub adduser`` on a live hub)."""
@@ -228,6 +252,11 @@ class HubCore:
             return []
         if isinstance(record, LoadingAccounts):
             return self._on_accounts(cast(dict[str, list[bytes]], result))
+        if isinstance(record, ReloadingAccounts):
+            for user, keys in cast(dict[str, list[bytes]], result).items():
+                for key in keys:
+                    self._counters.accounts_reloaded += self._accounts.bind(user, key)
+            return []
         if isinstance(record, TouchingDevice):
             return self._on_touched(record.session, cast(int, result))
         if isinstance(record, StoringMessage):
@@ -257,7 +286,7 @@ class HubCore:
                     actions += self._end(session, REASON_STORE)
         elif isinstance(record, BindingAccount):
             actions += self._unbind(record.user, record.key)
-        elif not isinstance(record, DeletingReceipt):
+        elif not isinstance(record, DeletingReceipt | ReloadingAccounts):
             actions += self._end(record.session, REASON_STORE)
         return actions
 
@@ -277,6 +306,8 @@ class HubCore:
             refused_hellos=c.refused_hellos,
             bad_frames=c.bad_frames,
             unknown_frames=c.unknown_frames,
+            refused_keys=c.refused_keys,
+            accounts_reloaded=c.accounts_reloaded,
             store_errors=c.store_errors,
             store_ops_pending=len(self._pending),
             keepalives=c.keepalives,

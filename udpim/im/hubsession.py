@@ -26,6 +26,7 @@ __all__ = [
     "HubSession",
     "HubStatistics",
     "LoadingAccounts",
+    "ReloadingAccounts",
     "LoadingPage",
     "LoadingReceipts",
     "PendingOp",
@@ -101,6 +102,12 @@ class LoadingAccounts:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadingAccounts:
+    """``LoadAccounts`` while running, after a closed hub refused a key
+    (``HubCore.reload_accounts``): accounts added meanwhile are merged in."""
+
+
+@dataclass(frozen=True, slots=True)
 class BindingAccount:
     """``BindAccount`` (trust on first use or ``add_account``)."""
 
@@ -152,6 +159,7 @@ class DeletingReceipt:
 
 PendingOp = (
     LoadingAccounts
+    | ReloadingAccounts
     | BindingAccount
     | TouchingDevice
     | StoringMessage
@@ -186,6 +194,9 @@ class HubStatistics:
         nat_probes: ``nat_probe`` frames received (echo requests).
         unknown_frames: frames of a type this version does not know, ignored
             (docs/IM.md section 3).
+        refused_keys: handshakes a closed hub refused (keys bound to no account).
+        accounts_reloaded: accounts re-read while running (``reload_accounts``) and
+            bound, because they were added after the hub started.
     """
 
     sessions: int
@@ -204,6 +215,8 @@ class HubStatistics:
     keepalives: int = 0
     nat_probes: int = 0
     unknown_frames: int = 0
+    refused_keys: int = 0
+    accounts_reloaded: int = 0
 
 
 @dataclass(slots=True)
@@ -221,3 +234,5 @@ class HubCounters:
     keepalives: int = 0
     nat_probes: int = 0
     unknown_frames: int = 0
+    refused_keys: int = 0
+    accounts_reloaded: int = 0

@@ -16,8 +16,12 @@ Rules:
   ``PeerUnreachable``/``PeerReachable`` -> ``on_unreachable``/``on_reachable``,
   ``SessionClosed`` -> ``on_closed``. Actions go through ``ActionRunner``.
 * Accounts are read at start (``LoadAccounts``). ``udpim hub adduser`` writes the hub
-  database directly (sqlite serialises the writers), so a running hub sees a new user
-  after its next start. A failed ``LoadAccounts`` stops the hub (``ServiceFailed``).
+  database directly (sqlite serialises the writers). A closed hub that refuses a key
+  re-reads the accounts (``HubCore.reload_accounts``), at most every
+  ``ACCOUNTS_RELOAD_MIN_S``, so a user added while it runs gets in at the daemon's next
+  handshake attempt; strangers knocking cost at most one read per interval. An open hub
+  sees an added (name, key) after its next start. A failed ``LoadAccounts`` at start
+  stops the hub (``ServiceFailed``); a failed re-read is counted and logged.
 * An open hub answers the hub-key query (``udpim.net.keyquery``); a closed hub does not.
   Every hub answers NAT observes with ``seen`` and sends the echoes its sessions ask for
   (``udpim.net.natprobe``): a ``seen`` reveals no key, and echoes need a session.
@@ -81,6 +85,8 @@ HUB_DATABASE: Final = "hub.db"
 """The hub's database file inside its data directory."""
 STATISTICS_LOG_INTERVAL_S: Final = 300.0
 """How often the hub logs its figures (sessions, users online, messages), if they changed."""
+ACCOUNTS_RELOAD_MIN_S: Final = 2.0
+"""A closed hub re-reads its accounts after a refused key at most this often."""
 
 
 @final
@@ -161,8 +167,8 @@ async def serve_hub(
             core = HubCore(
                 closed=config.closed, idle_timeout_s=config.endpoint.session.idle_timeout_s
             )
-            endpoint = Endpoint(config.endpoint, key, rng, accept_peer=core.accept_key)
             hub = _Hub(core, store, published_key=None if config.closed else key.public)
+            endpoint = Endpoint(config.endpoint, key, rng, accept_peer=hub.accept_key)
             driver = EndpointDriver(
                 endpoint,
                 sock,
@@ -189,6 +195,25 @@ class _Hub:
         self._clock_ms: Callable[[], int] = system_clock_ms
         self._fatal: ServiceFailed | None = None
         self._failed = trio.Event()
+        self._knocked = trio.Event()  # a closed hub refused a key: re-read the accounts
+
+    def accept_key(self, key: bytes) -> bool:
+        """The endpoint's ``accept_peer``: ``HubCore.accept_key``, and a refusal wakes
+        the accounts re-read."""
+        if self._core.accept_key(key):
+            return True
+        if self._core.reload_due:
+            self._knocked.set()
+        return False
+
+    async def _reload_accounts(self) -> None:
+        """Re-read the accounts after a refused key, at most every ACCOUNTS_RELOAD_MIN_S."""
+        assert self._runner is not None  # started after the runner
+        while True:
+            await self._knocked.wait()
+            self._knocked = trio.Event()
+            self._runner.run(self._core.reload_accounts())
+            await trio.sleep(ACCOUNTS_RELOAD_MIN_S)
 
     def on_foreign(self, data: bytes, source: Address) -> bytes | None:
         """A datagram outside udpim: a key query (open hubs) or a NAT observe."""
@@ -243,6 +268,7 @@ class _Hub:
                 nursery.start_soon(DropReporter(driver, log).run)
                 nursery.start_soon(echoes.run)
                 nursery.start_soon(self._log_statistics)
+                nursery.start_soon(self._reload_accounts)
                 log.info(
                     "hub listening on %s, key %s, %s",
                     format_address(driver.address),
