@@ -13,7 +13,8 @@ import pytest
 import trio
 import trio.testing
 
-from netsim.network import open_network
+from netsim.network import Network, open_network
+from netsim.socket import VirtualUDPSocket
 from udpim.core.config import EndpointConfig
 from udpim.core.crypto import StaticKey
 from udpim.core.endpoint import Endpoint
@@ -234,19 +235,28 @@ async def test_services_stop_when_their_state_cannot_be_loaded(tmp_path: Path) -
         await serve_peer(peer, sock=NullSocket(), store=FailingStore(), control=False)
 
 
+async def server_and_client(
+    network: Network,
+) -> tuple[StaticKey, VirtualUDPSocket, VirtualUDPSocket]:
+    """Hosts "server" (127.1.0.1, socket on port 7000, with a fixed key) and "client"
+    (127.1.0.2, any port) on ``network``: the server's key and both bound sockets."""
+    network.add_host("server", "127.1.0.1")
+    network.add_host("client", "127.1.0.2")
+    server_key = StaticKey.generate(lambda n: b"\x02" * n)
+    server_sock = network.host("server").socket()
+    await server_sock.bind(("0.0.0.0", 7000))
+    client_sock = network.host("client").socket()
+    await client_sock.bind(("0.0.0.0", 0))
+    return server_key, server_sock, client_sock
+
+
 async def test_a_dial_before_the_driver_loops_run_is_not_lost(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """``connect`` wakes the timer loop; a wake set before the loop first ran must
     still flush the initiation (it was once dropped by re-arming the wake too early)."""
     async with open_network(seed=1) as network:
-        network.add_host("server", "127.1.0.1")
-        network.add_host("client", "127.1.0.2")
-        server_key = StaticKey.generate(lambda n: b"\x02" * n)
-        server_sock = network.host("server").socket()
-        await server_sock.bind(("0.0.0.0", 7000))
-        client_sock = network.host("client").socket()
-        await client_sock.bind(("0.0.0.0", 0))
+        server_key, server_sock, client_sock = await server_and_client(network)
         established = trio.Event()
 
         def on_client_event(session: Session, event: SessionEvent) -> None:

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from netsim.network import open_network
-from tests.net.test_parts import HeldStore, NullSocket
+from tests.net.test_parts import HeldStore, NullSocket, server_and_client
 from udpim.core.config import EndpointConfig
 from udpim.core.crypto import StaticKey
 from udpim.core.endpoint import Endpoint
@@ -61,13 +61,7 @@ async def test_concurrent_flushes_keep_packet_order(
     """Three extra tasks flush while the loops do: no packet may overtake an earlier one,
     so a lossless link shows no loss and every message arrives."""
     async with open_network(seed=3) as network:
-        network.add_host("server", "127.1.0.1")
-        network.add_host("client", "127.1.0.2")
-        server_key = StaticKey.generate(lambda n: b"\x02" * n)
-        server_sock = network.host("server").socket()
-        await server_sock.bind(("0.0.0.0", 7000))
-        client_sock = network.host("client").socket()
-        await client_sock.bind(("0.0.0.0", 0))
+        server_key, server_sock, client_sock = await server_and_client(network)
         established = trio.Event()
         received: list[bytes] = []
         all_received = trio.Event()

@@ -312,6 +312,17 @@ def _markdown(runs: list[tuple[SimRun, SimRun]], context: Context) -> str:
     )
 
 
+def _scenario_json(sims: list[SimRun]) -> dict[str, object]:
+    """One scenario's runs: name, speed spreads and every run."""
+    return {
+        "name": sims[0].name,
+        "speed": _spread(sims, lambda sim: sim.speed).to_json(digits=1),
+        "speed_per_cpu_s": _spread(sims, lambda sim: sim.simulated_s / sim.cpu_s).to_json(digits=1),
+        "datagrams_per_s": _spread(sims, lambda sim: sim.datagrams_per_s).to_json(digits=1),
+        "runs": [_run_json(sim) for sim in sims],
+    }
+
+
 def _run_json(sim: SimRun) -> dict[str, object]:
     return {
         "seed": sim.seed,
@@ -339,24 +350,8 @@ def _json(
         "target_speed": TARGET_SPEED,
         "load_average": {"start": context.loads[0], "end": context.loads[1]},
         "store_dir": context.store_dir,
-        "scenario": {
-            "name": mains[0].name,
-            "speed": _spread(mains, lambda sim: sim.speed).to_json(digits=1),
-            "speed_per_cpu_s": _spread(mains, lambda sim: sim.simulated_s / sim.cpu_s).to_json(
-                digits=1
-            ),
-            "datagrams_per_s": _spread(mains, lambda sim: sim.datagrams_per_s).to_json(digits=1),
-            "runs": [_run_json(sim) for sim in mains],
-        },
-        "baseline": {
-            "name": bases[0].name,
-            "speed": _spread(bases, lambda sim: sim.speed).to_json(digits=1),
-            "speed_per_cpu_s": _spread(bases, lambda sim: sim.simulated_s / sim.cpu_s).to_json(
-                digits=1
-            ),
-            "datagrams_per_s": _spread(bases, lambda sim: sim.datagrams_per_s).to_json(digits=1),
-            "runs": [_run_json(sim) for sim in bases],
-        },
+        "scenario": _scenario_json(mains),
+        "baseline": _scenario_json(bases),
         "speed_over_baseline": Spread.of([m.speed / b.speed for m, b in runs]).to_json(),
         "target_met": _spread(mains, lambda sim: sim.speed).median >= TARGET_SPEED,
     }
