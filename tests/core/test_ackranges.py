@@ -14,6 +14,7 @@ from udpim.core.ackranges import (
 )
 from udpim.core.config import SessionConfig
 from udpim.core.errors import LocalProtocolError
+from udpim.core.framecodec import frame_size
 
 CONFIG = replace(SessionConfig(), max_ack_delay_s=0.0625, ack_eliciting_threshold=2)
 
@@ -261,3 +262,24 @@ def test_negative_packet_number_is_misuse() -> None:
     with pytest.raises(LocalProtocolError):
         acks.on_packet_received(-1, True, 1.0)
     assert acks.ranges == ()
+
+
+@pytest.mark.parametrize("ranges", [1, 3, MAX_ACK_RANGES])
+def test_an_ack_that_does_not_fit_max_bytes_is_not_built_and_stays_due(ranges: int) -> None:
+    # Every other packet missing: ``ranges`` ranges in the frame.
+    def filled() -> AckTracker:
+        acks = tracker()
+        for number in range(0, 2 * ranges, 2):
+            acks.on_packet_received(number, True, 1.0)
+        return acks
+
+    whole = filled().build_ack(1.0)
+    assert whole is not None
+    size = frame_size(whole)
+    acks = filled()
+    assert acks.build_ack(1.0, max_bytes=size - 1) is None
+    assert acks.ack_deadline() is not None  # still owed
+    frame = acks.build_ack(1.0, max_bytes=size)  # an exact fit is built
+    assert frame is not None
+    assert len(frame.ranges) == ranges
+    assert acks.ack_deadline() is None

@@ -178,7 +178,15 @@ class AckTracker:
             since the previous ACK was built or it does not fit ``max_bytes``.
         """
         frame = self._frame(now)
-        if frame is None or (max_bytes is not None and frame_size(frame) > max_bytes):
+        if frame is None:
+            return None
+        # Encoded only when the room could be short: at most the type byte, four varints
+        # of at most 8 bytes (largest, delay, count, first) and two per further range.
+        if (
+            max_bytes is not None
+            and 17 + 16 * len(frame.ranges) > max_bytes
+            and frame_size(frame) > max_bytes
+        ):
             return None
         self._unacked = False
         self._unacked_eliciting = 0

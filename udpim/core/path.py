@@ -144,10 +144,16 @@ class PathManager:
         self._challenge_pending = True
         self._deadline = now + self._timeout_s
 
+    @property
+    def challenge_owed(self) -> bool:
+        """A PATH_CHALLENGE waits to go out (``take_challenge`` would return it)."""
+        return self._challenge_pending and self._challenge is not None
+
     def take_challenge(self) -> PathChallengeFrame | None:
         """The PATH_CHALLENGE to send now, if one is waiting to go out."""
-        if not self._challenge_pending or self._challenge is None:
+        if not self.challenge_owed:
             return None
+        assert self._challenge is not None  # challenge_owed checked it
         self._challenge_pending = False
         return PathChallengeFrame(self._challenge)
 

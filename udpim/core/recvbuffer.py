@@ -274,6 +274,11 @@ class ReceiveBuffer:
         self._buffered -= message.total
         return number, message.payload
 
+    @property
+    def window_update_due(self) -> bool:
+        """The application consumed enough that ``window_frame()`` would return a frame."""
+        return self._consumed + self._window - self._max_data >= self._update_bytes
+
     def window_frame(self, force: bool = False) -> WindowFrame | None:
         """A WINDOW frame raising ``max_data``, when the application consumed enough.
 
@@ -284,10 +289,9 @@ class ReceiveBuffer:
         Returns:
             The frame to send, or None when no update is due.
         """
-        target = self._consumed + self._window
-        if not force and target - self._max_data < self._update_bytes:
+        if not (force or self.window_update_due):
             return None
-        self._max_data = max(self._max_data, target)
+        self._max_data = max(self._max_data, self._consumed + self._window)
         return WindowFrame(self._max_data)
 
 

@@ -363,11 +363,12 @@ class Transmitter:
     def deadline(self) -> float | None:
         """Earliest of loss detection, delayed ACK, path validation and key discard. An ACK
         the path's budget cannot carry waits for the peer's bytes, not the clock (no spin)."""
-        best: float | None = None
+        best = self.recovery.deadline()
+        ack = self._acks.ack_deadline()
+        if ack is not None and (best is None or ack < best) and not self._ack_blocked():
+            best = ack
         for candidate in (
             self._fec_tx.deadline() if self._fec_tx is not None else None,
-            self.recovery.deadline(),
-            None if self._ack_blocked() else self._acks.ack_deadline(),
             self._path.deadline(),
             self.keys.deadline() if self.keys is not None else None,
         ):
@@ -463,33 +464,42 @@ class Transmitter:
             out.append((self._seal([parity], now), self._path.address))
 
     def _build(self, now: float) -> bytes | None:
-        room = self._room()
+        pending = self._pending
+        ack_deadline = self._acks.ack_deadline()
+        ack_due = ack_deadline is not None and ack_deadline <= now
+        owes_control = (
+            pending is not None or self._path.challenge_owed or self._recv.window_update_due
+        )
+        if not (owes_control or ack_due or self._send.pending):
+            return None  # the idle case (and every flush's last call), before any sizing
+        overhead = self._overhead()
+        room = self._room(overhead)
         if room <= 0:
             return None
-        pending = self._owe()
-        forced = pending.probes > 0 or pending.ping or pending.heartbeat
+        forced = pending is not None and (pending.probes > 0 or pending.ping or pending.heartbeat)
         # New data fills what the congestion window admits (a probe may exceed it): a
         # packet need not be full-size to go out, so small messages are not held back
         # waiting for room for 1200 bytes.
-        data_room = room if forced else min(room, self.recovery.window_room() - self._overhead())
+        data_room = room if forced else min(room, self.recovery.window_room() - overhead)
         data_ok = self._send.pending and data_room >= MIN_DATA_FRAME_BYTES
-        control = self._control_frames(room)
-        ack_deadline = self._acks.ack_deadline()
-        if not (control or forced or data_ok) and (ack_deadline is None or ack_deadline > now):
+        control = self._control_frames(room) if owes_control else []
+        if not (control or forced or data_ok or ack_due):
             return None
         room -= sum(frame_size(frame) for frame in control)
         frames: list[Frame] = []
+        head = b""  # the ACK (and LOSS_REPORT) encoded once: sized by it, sealed with it
         if ack_deadline is not None:
             report = LossReportFrame(self._received, self._missing) if self._report_due() else None
             reserved = 0 if report is None else frame_size(report)
             ack = self._acks.build_ack(now, max_bytes=room - reserved)
             if ack is not None:
                 frames.append(ack)
-                room -= frame_size(ack)
                 if report is not None:  # it rides with an ACK
                     frames.append(report)
-                    room -= reserved
                     self._reported = (report.received, report.missing)
+                head = encode_frames(frames)
+                room -= len(head)
+        leading = len(frames)
         frames += control
         eliciting = bool(control)
         data_room = min(data_room, room)
@@ -506,7 +516,7 @@ class Transmitter:
             eliciting = True
         if not frames:
             return None
-        if eliciting:
+        if eliciting and pending is not None:
             if pending.probes > 0:
                 pending.probes -= 1
                 self.counters.rare.probes_sent += 1
@@ -514,7 +524,8 @@ class Transmitter:
                 pending.heartbeat = False
                 self._keepalive.on_heartbeat_sent(now)
             pending.ping = False
-        return self._seal(frames, now, ack_eliciting=eliciting)
+        plaintext = head + encode_frames(frames[leading:]) if head else encode_frames(frames)
+        return self._seal_plaintext(frames, plaintext, now, ack_eliciting=eliciting)
 
     def _report_due(self) -> bool:
         """A LOSS_REPORT rides with an ACK when packets went missing since the last one,
@@ -529,15 +540,16 @@ class Transmitter:
         size = self._acks.pending_ack_bytes()
         return size is not None and size > self._room()
 
-    def _room(self) -> int:
-        """Frame bytes that fit in the next datagram (header, tag and budget deducted)."""
+    def _room(self, overhead: int | None = None) -> int:
+        """Frame bytes that fit in the next datagram (header, tag and budget deducted);
+        ``overhead`` is ``_overhead()`` when the caller has it already."""
         limit = self._config.max_datagram_bytes
         budget = self._path.send_budget()
         if budget is not None:
             limit = min(limit, budget)
         if self._fec_tx is not None and self._fec_tx.active:
             limit -= FEC_OVERHEAD_BYTES  # a parity must fit a datagram too
-        return limit - self._overhead()
+        return limit - (self._overhead() if overhead is None else overhead)
 
     def _overhead(self) -> int:
         """Bytes of the next datagram that are not frames: its header and AEAD tag."""
@@ -556,10 +568,15 @@ class Transmitter:
         return pending
 
     def _seal(self, frames: list[Frame], now: float, *, ack_eliciting: bool = False) -> bytes:
+        return self._seal_plaintext(frames, encode_frames(frames), now, ack_eliciting=ack_eliciting)
+
+    def _seal_plaintext(
+        self, frames: list[Frame], plaintext: bytes, now: float, *, ack_eliciting: bool
+    ) -> bytes:
+        """Seal ``plaintext``, the encoding of ``frames``, as the next packet."""
         assert self.keys is not None
         packet_number = self._next_pn
         self._next_pn += 1
-        plaintext = encode_frames(frames)
         datagram = self.keys.seal(
             self._peer_cid, packet_number, self.recovery.largest_acked, plaintext, now
         )

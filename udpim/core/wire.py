@@ -245,7 +245,11 @@ def peek_packet_type_untrusted(data: bytes) -> PacketType:
         raise BadPacket(DropReason.TRUNCATED, "empty datagram")
     if data[0] >> 6 != VERSION:
         raise BadPacket(DropReason.UNKNOWN_VERSION, f"version bits {data[0] >> 6}")
-    return PacketType((data[0] >> 4) & 0x3)
+    return _PACKET_TYPES[(data[0] >> 4) & 0x3]
+
+
+_PACKET_TYPES: Final = tuple(PacketType)
+"""Every packet type by its value (0-3): a tuple index, not an enum call, per datagram."""
 
 
 def validate_handshake_untrusted(data: bytes, packet_type: PacketType) -> None:
