@@ -11,9 +11,11 @@ Rules it keeps:
 * SIGINT and SIGTERM stop a service cleanly (the store is closed, sessions get CLOSE) and
   the command exits 0 without a traceback. A service that fails raises out of the nursery;
   ``udpim.cli`` turns that into one stderr line.
-* ``hub adduser`` may run while the hub runs: sqlite serialises the writers. A hub reads its
-  accounts when it starts, so a running hub sees a new user after its next restart; the
-  command says so when it finds a hub holding the directory (its lock, udpim.net.datadir).
+* ``hub adduser`` may run while the hub runs: sqlite serialises the writers. A running hub
+  checks a hello it would refuse against the store, and a closed one re-reads its
+  accounts when a key it does not know knocks, so the new user gets in at its daemon's
+  next attempt; the command says so when it finds a hub holding the directory (its lock,
+  udpim.net.datadir).
 """
 
 from __future__ import annotations
@@ -101,18 +103,15 @@ def command_hub_adduser(args: argparse.Namespace) -> int:
     if added:
         print(f"added {user} with key {public_key_text(key)} to {context.data_dir / HUB_DATABASE}")
         if running:
-            print(
-                "a closed hub running on this directory lets the key in at its next "
-                "handshake; an open one reads accounts at start: restart it"
-            )
+            print("the hub running on this directory lets the key in at its next attempt")
     else:
         print(f"{user} already logs in with key {public_key_text(key)}; nothing changed")
     return 0
 
 
 def _hub_running(data_dir: Path) -> bool:
-    """Whether a hub holds ``data_dir`` now (a closed one re-reads its accounts when a key it
-    does not know knocks; an open one sees a new account at its next start)."""
+    """Whether a hub holds ``data_dir`` now (it picks up a new account by itself: see the
+    module docstring)."""
     try:
         with hold_data_dir(data_dir, HUB_LOCK, "hub"):
             return False

@@ -21,6 +21,7 @@ from udpim.im.ops import (
     LoadMailbox,
     LoadPeerState,
     LoadReceipts,
+    LoadUserKeys,
     Op,
     OutboxCounts,
     OutboxEntry,
@@ -64,10 +65,12 @@ class FakeHubStore:
         if isinstance(op, LoadAccounts):
             return {user: list(keys) for user, keys in self.accounts.items()}
         if isinstance(op, BindAccount):
-            keys = self.accounts.setdefault(op.user, [])
-            if op.key not in keys:
-                keys.append(op.key)
-            return None
+            keys = self.accounts.get(op.user, [])
+            if op.key not in keys and not (op.first_use and keys):
+                self.accounts[op.user] = keys = [*keys, op.key]
+            return sorted(keys)
+        if isinstance(op, LoadUserKeys):
+            return sorted(self.accounts.get(op.user, []))
         if isinstance(op, TouchDevice):
             head = len(self.mailboxes.get(op.user, []))
             return self.cursors.setdefault((op.user, op.device), head)

@@ -6,7 +6,7 @@ from tests.im.world import World, key_of
 from udpim.im.actions import Close, Notify, Send, Store
 from udpim.im.events import AccountBound, Refused, SessionRefused, StoreFailed, Welcomed
 from udpim.im.hubcore import HubCore
-from udpim.im.ops import BindAccount, DeleteReceipt, LoadAccounts
+from udpim.im.ops import BindAccount, DeleteReceipt, LoadAccounts, LoadUserKeys
 from udpim.im.protocol import (
     AckFrame,
     HelloFrame,
@@ -92,6 +92,94 @@ def test_closed_hub_refuses_a_registered_key_under_an_unregistered_name() -> Non
     assert Refused("unknown user") in other.events
 
 
+def test_open_hub_honours_a_name_added_while_it_runs() -> None:
+    world = World()
+    world.settle()  # the accounts are loaded: the book does not know alice
+    world.hub_store.accounts["alice"] = [key_of("alice")]  # 'udpim hub adduser' meanwhile
+    mallory = world.add_peer("mallory", user="alice", key=key_of("mallory"))
+    world.online("mallory")
+    assert Refused("user name belongs to another key") in mallory.events
+    assert world.hub_store.accounts == {"alice": [key_of("alice")]}
+    alice = world.add_peer("alice")
+    world.online("alice")
+    assert any(isinstance(e, Welcomed) for e in alice.events)
+    stats = world.hub.statistics()
+    assert (stats.accounts, stats.accounts_reloaded, stats.refused_hellos) == (1, 1, 1)
+
+
+def test_open_hub_lets_in_a_key_added_to_a_known_name_while_it_runs() -> None:
+    world = World()
+    world.add_peer("alice")
+    world.online("alice")
+    world.hub_store.accounts["alice"].append(key_of("laptop"))  # adduser alice <laptop key>
+    laptop = world.add_peer("laptop", user="alice", key=key_of("laptop"))
+    world.online("laptop")
+    assert any(isinstance(e, Welcomed) for e in laptop.events)
+    assert world.hub.statistics().welcomed_sessions == 2
+
+
+def test_closed_hub_lets_in_a_name_added_for_a_known_key_while_it_runs() -> None:
+    world = World(closed=True)
+    world.hub_store.accounts["alice"] = [key_of("alice")]
+    world.restart_hub()
+    world.settle()
+    world.hub_store.accounts["bob"] = [key_of("alice")]  # adduser bob <alice's key>
+    other = world.add_peer("other", user="bob", key=key_of("alice"))
+    world.online("other")
+    assert any(isinstance(e, Welcomed) for e in other.events)
+
+
+def test_a_first_use_binding_loses_to_an_adduser_that_committed_first() -> None:
+    world = World()
+    world.settle()
+    mallory = world.add_peer("mallory", user="alice", key=key_of("mallory"))
+    world.settle()  # the daemon has read its store
+    world.connect("mallory")
+    world.pump()  # the hello is in: BindAccount(first_use) and TouchDevice are queued
+    assert BindAccount("alice", key_of("mallory"), first_use=True) in [
+        item.op for item in world.queue
+    ]
+    world.hub_store.accounts["alice"] = [key_of("alice")]  # adduser commits before them
+    world.settle()
+    assert Refused("user name belongs to another key") in mallory.events
+    assert not any(isinstance(e, Welcomed) for e in mallory.events)
+    assert world.hub_store.accounts == {"alice": [key_of("alice")]}
+    alice = world.add_peer("alice")
+    world.online("alice")  # the hub's book now has alice's key
+    assert any(isinstance(e, Welcomed) for e in alice.events)
+
+
+def test_a_name_check_that_fails_ends_the_session() -> None:
+    world = World()
+    world.add_peer("alice")
+    world.online("alice")
+    mallory = world.add_peer("mallory", user="alice", key=key_of("mallory"))
+    world.settle()
+    world.connect("mallory")
+    world.pump()
+    world.fail_next.add(LoadUserKeys)
+    world.settle()
+    assert mallory.link is None
+    assert not any(isinstance(e, Welcomed) for e in mallory.events)
+    assert any(isinstance(e, StoreFailed) for e in world.hub_events)
+
+
+def test_a_session_that_ends_during_its_name_check_is_forgotten() -> None:
+    world = World()
+    world.add_peer("alice")
+    world.online("alice")
+    world.add_peer("mallory", user="alice", key=key_of("mallory"))
+    world.settle()
+    world.connect("mallory")
+    world.pump()  # hello in: LoadUserKeys("alice") queued
+    assert LoadUserKeys("alice") in [item.op for item in world.queue]
+    world.disconnect("mallory")
+    refused = world.hub.statistics().refused_hellos
+    world.settle()
+    assert world.hub.statistics().refused_hellos == refused  # nothing judged, nothing sent
+    assert world.hub.statistics().sessions == 1
+
+
 def test_closed_hub_accepts_keys_added_while_running() -> None:
     hub = HubCore(closed=True)
     (load,) = hub.start()
@@ -102,7 +190,7 @@ def test_closed_hub_accepts_keys_added_while_running() -> None:
     hub.on_store_result(load.token, {})
     (bind,) = hub.add_account("bob", key_of("bob"))
     assert isinstance(bind, Store)
-    assert bind.op == BindAccount("bob", key_of("bob"))
+    assert bind.op == BindAccount("bob", key_of("bob"))  # not first_use: bound as given
     assert hub.accept_key(key_of("bob"))
     assert hub.add_account("bob", key_of("bob")) == []  # already bound
 

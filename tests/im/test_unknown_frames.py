@@ -9,7 +9,7 @@ import pytest
 from tests.im.world import World, key_of
 from udpim.im.actions import Send, Store
 from udpim.im.hubcore import HubCore
-from udpim.im.ops import TouchDevice
+from udpim.im.ops import BindAccount, TouchDevice
 from udpim.im.protocol import (
     BadFrame,
     HelloFrame,
@@ -45,8 +45,12 @@ def test_the_hub_ignores_and_counts_unknown_frames_before_hello_and_after_welcom
     actions = hub.on_message(b"s1", encode_frame(HelloFrame("alice", DEV)), 0)
     for action in actions:
         if isinstance(action, Store):
-            cursor_or_rows = 0 if isinstance(action.op, TouchDevice) else []
-            actions += hub.on_store_result(action.token, cursor_or_rows)
+            result: object = []  # no page, no receipts
+            if isinstance(action.op, TouchDevice):
+                result = 0  # the cursor
+            elif isinstance(action.op, BindAccount):
+                result = [key_of("alice")]  # the name's keys: bound
+            actions += hub.on_store_result(action.token, result)
     sent = [decode_frame_untrusted(a.payload) for a in actions if isinstance(a, Send)]
     assert any(isinstance(frame, WelcomeFrame) for frame in sent)
     assert hub.on_message(b"s1", FUTURE, 0) == []  # welcomed: still ignored

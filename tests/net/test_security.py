@@ -143,3 +143,24 @@ async def test_a_closed_hub_lets_in_a_user_added_while_it_runs(
         # Within the daemon's next handshake attempts, not after a hub restart.
         assert trio.current_time() - added_at < 60
         assert (await bob.handle.send("bob", "in", wait="delivered", timeout_s=60)).id
+
+
+@pytest.mark.parametrize("seed", [32])
+async def test_an_open_hub_keeps_a_name_added_while_it_runs_for_its_key(
+    seed: int, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with open_world(tmp_path, seed) as world:
+        hub = await world.start_hub()
+        (carol,) = await world.welcomed_daemons("carol")  # the hub has read its accounts
+        alice = world.add_daemon("alice", "alice", hub_key=hub.public_key)
+        alice_key, _ = load_or_create_identity(alice.data_dir)
+        # What 'udpim hub adduser alice KEY' does while the open hub runs.
+        async with await SqliteStore.open(tmp_path / "hub" / "hub.db", "hub") as store:
+            await store.submit(BindAccount("alice", alice_key.public)).wait()
+        mallory = await world.daemon("mallory", "alice")  # first to ask, another key
+        error = await world.wait_stopped(mallory)
+        assert isinstance(error, PeerRefused)
+        assert "user name belongs to another key" in str(error)
+        await world.start_daemon(alice)
+        await world.wait_welcomed(alice)
+        assert (await carol.handle.send("alice", "yours", wait="delivered", timeout_s=60)).id

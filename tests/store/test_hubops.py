@@ -15,6 +15,7 @@ from udpim.im.ops import (
     LoadMailbox,
     LoadPeerState,
     LoadReceipts,
+    LoadUserKeys,
     ReceiptDue,
     StoreMessage,
     TouchDevice,
@@ -33,12 +34,24 @@ async def test_accounts_bind_and_load(
     autojump_clock: trio.testing.MockClock, hub_store: SqliteStore
 ) -> None:
     assert await run(hub_store, LoadAccounts()) == {}
-    assert await run(hub_store, BindAccount("alice", KEY_A)) is None
-    await run(hub_store, BindAccount("alice", KEY_A))  # same binding again: no-op
-    await run(hub_store, BindAccount("alice", KEY_B))
-    await run(hub_store, BindAccount("bob", KEY_B))
+    assert await run(hub_store, BindAccount("alice", KEY_A)) == [KEY_A]
+    assert await run(hub_store, BindAccount("alice", KEY_A)) == [KEY_A]  # again: no-op
+    assert await run(hub_store, BindAccount("alice", KEY_B)) == sorted([KEY_A, KEY_B])
+    assert await run(hub_store, BindAccount("bob", KEY_B)) == [KEY_B]
     accounts = await run(hub_store, LoadAccounts())
     assert accounts == {"alice": sorted([KEY_A, KEY_B]), "bob": [KEY_B]}
+    assert await run(hub_store, LoadUserKeys("alice")) == sorted([KEY_A, KEY_B])
+    assert await run(hub_store, LoadUserKeys("carol")) == []
+
+
+async def test_a_first_use_binding_takes_only_a_free_name(
+    autojump_clock: trio.testing.MockClock, hub_store: SqliteStore
+) -> None:
+    assert await run(hub_store, BindAccount("alice", KEY_A, first_use=True)) == [KEY_A]
+    assert await run(hub_store, BindAccount("alice", KEY_A, first_use=True)) == [KEY_A]
+    # The name is taken: the answer is its keys, without the newcomer's; nothing written.
+    assert await run(hub_store, BindAccount("alice", KEY_B, first_use=True)) == [KEY_A]
+    assert await run(hub_store, LoadAccounts()) == {"alice": [KEY_A]}
 
 
 async def test_bind_account_rejects_a_malformed_key(

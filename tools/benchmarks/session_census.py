@@ -38,7 +38,7 @@ from udpim.core.endpoint import Endpoint
 from udpim.core.events import MessageReceived, SessionEstablished
 from udpim.im.actions import Action, Close, Send, Store
 from udpim.im.hubcore import HubCore
-from udpim.im.ops import LoadAccounts, TouchDevice
+from udpim.im.ops import BindAccount, LoadAccounts, TouchDevice
 from udpim.im.protocol import HelloFrame, encode_frame
 
 __all__ = ["Census", "census_sessions"]
@@ -141,7 +141,9 @@ def _answer(action: Store) -> object:
         return {}
     if isinstance(action.op, TouchDevice):
         return 0
-    return []  # LoadReceipts, LoadMailbox; BindAccount ignores its result
+    if isinstance(action.op, BindAccount):
+        return [action.op.key]  # the name's keys: the binding took
+    return []  # LoadReceipts, LoadMailbox
 
 
 def _connect_clients(hub: _Hub, count: int, rng: Callable[[int], bytes]) -> None:

@@ -48,6 +48,7 @@ from udpim.im.hubrouting import Router
 from udpim.im.hubsession import (
     Acking,
     BindingAccount,
+    CheckingAccount,
     DeletingReceipt,
     HubCounters,
     HubSession,
@@ -62,7 +63,14 @@ from udpim.im.hubsession import (
     TouchingDevice,
 )
 from udpim.im.liveness import liveness_for
-from udpim.im.ops import BindAccount, Delivery, LoadAccounts, ReceiptDue, TouchDevice
+from udpim.im.ops import (
+    BindAccount,
+    Delivery,
+    LoadAccounts,
+    LoadUserKeys,
+    ReceiptDue,
+    TouchDevice,
+)
 from udpim.im.pending import PendingOps
 from udpim.im.presence import PresenceBoard
 from udpim.im.protocol import (
@@ -179,11 +187,17 @@ class HubCore:
         self._reload_due = False
         return [self._pending.submit(LoadAccounts(), ReloadingAccounts())]
 
-    def add_account(self, user: str, key: bytes) -> list[Action]:
-        """Bind ``key`` to ``user`` while running (``udpim hub adduser`` on a live hub)."""
+    def add_account(self, user: str, key: bytes, *, first_use: bool = False) -> list[Action]:
+        """Bind ``key`` to ``user`` while running (``udpim hub adduser`` on a live hub).
+
+        With ``first_use`` (an open hub binding a free name to its first key) the store
+        binds it only if the name is still free there; if an ``adduser`` took it while
+        the hub ran, the binding is undone and the sessions that relied on it are refused
+        (``_on_bound``)."""
         if not self._accounts.bind(user, key):
             return []
-        return [self._pending.submit(BindAccount(user, key), BindingAccount(user, key))]
+        op = BindAccount(user, key, first_use=first_use)
+        return [self._pending.submit(op, BindingAccount(user, key))]
 
     def on_established(self, sid: bytes, peer_key: bytes) -> list[Action]:
         """Session ``sid`` completed its handshake with static key ``peer_key``."""
@@ -257,6 +271,10 @@ class HubCore:
                 for key in keys:
                     self._counters.accounts_reloaded += self._accounts.bind(user, key)
             return []
+        if isinstance(record, BindingAccount):
+            return self._on_bound(record, cast(list[bytes], result))
+        if isinstance(record, CheckingAccount):
+            return self._on_checked(record, cast(list[bytes], result))
         if isinstance(record, TouchingDevice):
             return self._on_touched(record.session, cast(int, result))
         if isinstance(record, StoringMessage):
@@ -266,7 +284,7 @@ class HubCore:
             return self._router.on_page(record, cast(list[Delivery], result))
         if isinstance(record, Acking | LoadingReceipts):
             return self._router.push_receipts(cast(list[ReceiptDue], result))
-        return []  # BindingAccount, DeletingReceipt: nothing follows
+        return []  # DeletingReceipt: nothing follows
 
     def on_store_error(self, token: int, error: Exception) -> list[Action]:
         """The op submitted with ``token`` failed (nothing of it was written).
@@ -320,8 +338,35 @@ class HubCore:
         self._accounts.load(accounts)
         actions: list[Action] = []
         for session in list(self._sessions.values()):
-            if session.phase is SessionPhase.AWAITING_ACCOUNTS:
+            if session.phase is SessionPhase.AWAITING_ACCOUNTS and session.hello is not None:
                 actions += self._admit(session)
+        return actions
+
+    def _merge_keys(self, user: str, keys: list[bytes]) -> None:
+        """Bind what the store has for ``user`` (an ``adduser`` since the accounts were read)."""
+        for key in keys:
+            self._counters.accounts_reloaded += self._accounts.bind(user, key)
+
+    def _on_checked(self, record: CheckingAccount, keys: list[bytes]) -> list[Action]:
+        session = record.session
+        if session.phase is not SessionPhase.AWAITING_ACCOUNTS:
+            return []  # ended meanwhile
+        self._merge_keys(record.hello.user, keys)
+        return self._admit(session, record.hello, checked=True)
+
+    def _on_bound(self, record: BindingAccount, keys: list[bytes]) -> list[Action]:
+        """A first-use binding found the name bound in the store to other keys (an
+        ``adduser`` while the hub ran): the name is theirs, as a restarted hub would see."""
+        user, key = record.user, record.key
+        if key in keys:
+            return []
+        self._accounts.unbind(user, key)
+        self._merge_keys(user, keys)
+        actions: list[Action] = []
+        for session in list(self._sessions.values()):
+            live = session.phase is not SessionPhase.ENDED
+            if live and session.user == user and session.key == key:
+                actions += self._refuse(session, user, REASON_TAKEN)
         return actions
 
     def _on_hello(self, session: HubSession, hello: HelloFrame, now_ms: int) -> list[Action]:
@@ -332,19 +377,29 @@ class HubCore:
             return []
         return self._admit(session)
 
-    def _admit(self, session: HubSession) -> list[Action]:
-        hello, session.hello = session.hello, None  # judged once; a welcomed session keeps
-        assert hello is not None  # only its user and device (memory per idle session)
+    def _admit(
+        self, session: HubSession, hello: HelloFrame | None = None, *, checked: bool = False
+    ) -> list[Action]:
+        """Judge ``hello`` (else the one the session holds). A verdict of unknown or taken
+        is first checked against the store's keys for the name (``checked``: it was)."""
+        if hello is None:
+            hello, session.hello = session.hello, None  # judged once; a welcomed session
+        assert hello is not None  # keeps only its user and device (memory per idle session)
         if hello.v != PROTOCOL_VERSION:
             return self._refuse(session, hello.user, REASON_VERSION)
         actions: list[Action] = []
         admission = self._accounts.check(hello.user, session.key)
+        if admission in (Admission.UNKNOWN, Admission.TAKEN) and not checked:
+            if session.phase is SessionPhase.AWAITING_HELLO:
+                session.advance(SessionPhase.AWAITING_ACCOUNTS)
+            check = LoadUserKeys(hello.user)
+            return [self._pending.submit(check, CheckingAccount(session, hello))]
         if admission is Admission.UNKNOWN:
             return self._refuse(session, hello.user, REASON_UNKNOWN_USER)
         if admission is Admission.TAKEN:
             return self._refuse(session, hello.user, REASON_TAKEN)
         if admission is Admission.NEW_NAME:
-            actions += self.add_account(hello.user, session.key)
+            actions += self.add_account(hello.user, session.key, first_use=True)
             actions.append(Notify(AccountBound(hello.user, session.key)))
         old = self._devices.get((hello.user, hello.device))
         if old is not None and not old.welcomed:  # a newer hello wins over a pending one

@@ -21,6 +21,7 @@ from udpim.im.protocol import HelloFrame
 __all__ = [
     "Acking",
     "BindingAccount",
+    "CheckingAccount",
     "DeletingReceipt",
     "HubCounters",
     "HubSession",
@@ -41,7 +42,7 @@ class SessionPhase(Enum):
     """Where a hub session stands."""
 
     AWAITING_HELLO = "awaiting-hello"
-    AWAITING_ACCOUNTS = "awaiting-accounts"  # hello held until LoadAccounts answers
+    AWAITING_ACCOUNTS = "awaiting-accounts"  # hello held until LoadAccounts/LoadUserKeys answers
     AWAITING_DEVICE = "awaiting-device"  # TouchDevice submitted; welcome on its result
     WELCOMED = "welcomed"
     ENDED = "ended"  # every later input and store result for it is ignored
@@ -116,6 +117,15 @@ class BindingAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckingAccount:
+    """``LoadUserKeys`` for a hello the account book would refuse; ``hello`` is judged
+    again with the stored keys."""
+
+    session: HubSession
+    hello: HelloFrame
+
+
+@dataclass(frozen=True, slots=True)
 class TouchingDevice:
     """``TouchDevice`` for a session waiting for its welcome."""
 
@@ -161,6 +171,7 @@ PendingOp = (
     LoadingAccounts
     | ReloadingAccounts
     | BindingAccount
+    | CheckingAccount
     | TouchingDevice
     | StoringMessage
     | LoadingPage

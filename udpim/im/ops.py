@@ -44,6 +44,7 @@ __all__ = [
     "LoadMailbox",
     "LoadPeerState",
     "LoadReceipts",
+    "LoadUserKeys",
     "Op",
     "OutboxCounts",
     "OutboxEntry",
@@ -160,13 +161,29 @@ class LoadAccounts:
 @final
 @dataclass(frozen=True, slots=True)
 class BindAccount:
-    """Bind ``key`` to ``user`` (trust on first use, or ``udpim hub adduser``).
+    """Bind ``key`` to ``user`` (``udpim hub adduser``, or trust on first use).
 
-    Adding a key already bound to the user is a no-op. Result: ``None``.
+    Adding a key already bound to the user is a no-op. With ``first_use`` the key is
+    bound only if no key is bound to ``user`` yet, in the same transaction as the check,
+    so an open hub's first-use binding cannot take a name that ``udpim hub adduser``
+    bound while the hub ran. Result: ``list[bytes]``, the keys bound to ``user`` after
+    the op (without ``key`` when ``first_use`` found the name taken).
     """
 
     user: str
     key: bytes
+    first_use: bool = False
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LoadUserKeys:
+    """The keys bound to ``user``, as the store has them now (a hub checks a hello it
+    would refuse against them: an ``adduser`` may have added one since the hub read its
+    accounts). Result: ``list[bytes]``, empty when the name is bound to nothing.
+    """
+
+    user: str
 
 
 @final
@@ -348,6 +365,7 @@ class OutboxCounts:
 HubOp = (
     LoadAccounts
     | BindAccount
+    | LoadUserKeys
     | TouchDevice
     | StoreMessage
     | LoadMailbox

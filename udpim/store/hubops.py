@@ -26,6 +26,7 @@ from udpim.im.ops import (
     LoadAccounts,
     LoadMailbox,
     LoadReceipts,
+    LoadUserKeys,
     ReceiptDue,
     StoreMessage,
     TouchDevice,
@@ -42,11 +43,25 @@ def _load_accounts(conn: sqlite3.Connection) -> dict[str, list[bytes]]:
     return accounts
 
 
-def _bind_account(conn: sqlite3.Connection, op: BindAccount) -> None:
-    conn.execute(
-        "INSERT INTO accounts (name, key) VALUES (?, ?) ON CONFLICT (name, key) DO NOTHING",
-        (op.user, op.key),
-    )
+def _bind_account(conn: sqlite3.Connection, op: BindAccount) -> list[bytes]:
+    if op.first_use:  # only while the name is free: checked and bound in one statement
+        conn.execute(
+            "INSERT INTO accounts (name, key) SELECT ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE name = ?)"
+            " ON CONFLICT (name, key) DO NOTHING",
+            (op.user, op.key, op.user),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO accounts (name, key) VALUES (?, ?) ON CONFLICT (name, key) DO NOTHING",
+            (op.user, op.key),
+        )
+    return _user_keys(conn, op.user)
+
+
+def _user_keys(conn: sqlite3.Connection, user: str) -> list[bytes]:
+    rows = conn.execute("SELECT key FROM accounts WHERE name = ? ORDER BY key", (user,))
+    return [bytes(key) for (key,) in rows]
 
 
 def _mailbox_head(conn: sqlite3.Connection, user: str) -> int:
@@ -187,8 +202,9 @@ def execute_hub_op(conn: sqlite3.Connection, op: object) -> object:
             _delete_receipt(conn, op)
             return None
         case BindAccount():
-            _bind_account(conn, op)
-            return None
+            return _bind_account(conn, op)
+        case LoadUserKeys():
+            return _user_keys(conn, op.user)
         case LoadAccounts():
             return _load_accounts(conn)
     raise StoreError(f"a hub store cannot execute {type(op).__name__}")
