@@ -10,10 +10,11 @@ Rules (docs/IM.md):
   and the hello, never client input: ``from`` of every stored message is that user.
 * Accounts: a name is bound to the first key that says hello with it (trust on first
   use), unless the hub is closed; then only pre-registered (name, key) pairs get in.
-  Until ``LoadAccounts`` answers, hellos are held (closed hubs refuse handshakes).
-  A closed hub that refused a key re-reads the accounts when the shell next calls
-  ``reload_accounts`` (it rate-limits the calls), so a user added with ``udpim hub
-  adduser`` while it runs gets in at the daemon's next handshake attempt.
+  Until ``LoadAccounts`` answers, hellos are held (closed hubs refuse handshakes). A
+  hello the book would refuse is judged again with the name's stored keys, and a
+  closed hub that refused a handshake key re-reads the accounts when the shell next
+  calls ``reload_accounts``: accounts added while the hub runs are honoured
+  (``hubaccounts``).
 * ``accepted`` goes out only after ``StoreMessage`` committed; a duplicate (sender, id)
   is answered ``accepted`` again and never stored or pushed twice.
 * Each welcomed device session is fed its user's mailbox from its durable cursor, in seq
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 from typing import Final, cast, final
 
-from udpim.im.accounts import AccountBook, Admission
+from udpim.im.accounts import Admission
 from udpim.im.actions import Action, Close, Notify, ScheduleEcho, Send
 from udpim.im.events import (
     AccountBound,
@@ -44,6 +45,7 @@ from udpim.im.events import (
     SessionWelcomed,
     StoreFailed,
 )
+from udpim.im.hubaccounts import HubAccounts
 from udpim.im.hubrouting import Router
 from udpim.im.hubsession import (
     Acking,
@@ -63,14 +65,7 @@ from udpim.im.hubsession import (
     TouchingDevice,
 )
 from udpim.im.liveness import liveness_for
-from udpim.im.ops import (
-    BindAccount,
-    Delivery,
-    LoadAccounts,
-    LoadUserKeys,
-    ReceiptDue,
-    TouchDevice,
-)
+from udpim.im.ops import Delivery, ReceiptDue, TouchDevice
 from udpim.im.pending import PendingOps
 from udpim.im.presence import PresenceBoard
 from udpim.im.protocol import (
@@ -139,13 +134,12 @@ class HubCore:
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self._idle_timeout_s = idle_timeout_s
-        self._accounts = AccountBook(closed=closed)
-        self._reload_due = False
         self._sessions: dict[bytes, HubSession] = {}
         self._devices: dict[tuple[str, str], HubSession] = {}  # past hello, not ended
         self._presence = PresenceBoard()
         self._pending: PendingOps[PendingOp] = PendingOps()
         self._counters = HubCounters()
+        self._accounts = HubAccounts(self._pending, self._counters, closed=closed)
         self._router = Router(
             self._pending,
             self._counters,
@@ -158,7 +152,7 @@ class HubCore:
 
     def start(self) -> list[Action]:
         """Begin: load the accounts. Call once at start (again only after it failed)."""
-        return [self._pending.submit(LoadAccounts(), LoadingAccounts())]
+        return [self._accounts.load_at_start()]
 
     def accept_key(self, key: bytes) -> bool:
         """Whether to answer a handshake from ``key`` (the Endpoint's ``accept_peer``).
@@ -166,38 +160,22 @@ class HubCore:
         Open hubs accept every key. Closed hubs accept keys bound to some user, and
         none until the accounts are loaded; a refused key makes ``reload_due`` true.
         """
-        if self._accounts.accepts_key(key):
-            return True
-        self._counters.refused_keys += 1
-        if self._accounts.loaded:
-            self._reload_due = True
-        return False
+        return self._accounts.accept_key(key)
 
     @property
     def reload_due(self) -> bool:
         """A closed hub refused a key since the accounts were last read."""
-        return self._reload_due
+        return self._accounts.reload_due
 
     def reload_accounts(self) -> list[Action]:
         """Re-read the accounts if a key was refused since they were last read (the
         shell calls this at most every few seconds): an account added while the hub
         runs (``udpim hub adduser``) is merged in, and its key answered from then on."""
-        if not self._reload_due:
-            return []
-        self._reload_due = False
-        return [self._pending.submit(LoadAccounts(), ReloadingAccounts())]
+        return list(self._accounts.reload_accounts())
 
-    def add_account(self, user: str, key: bytes, *, first_use: bool = False) -> list[Action]:
-        """Bind ``key`` to ``user`` while running (``udpim hub adduser`` on a live hub).
-
-        With ``first_use`` (an open hub binding a free name to its first key) the store
-        binds it only if the name is still free there; if an ``adduser`` took it while
-        the hub ran, the binding is undone and the sessions that relied on it are refused
-        (``_on_bound``)."""
-        if not self._accounts.bind(user, key):
-            return []
-        op = BindAccount(user, key, first_use=first_use)
-        return [self._pending.submit(op, BindingAccount(user, key))]
+    def add_account(self, user: str, key: bytes) -> list[Action]:
+        """Bind ``key`` to ``user`` while running (``udpim hub adduser`` on a live hub)."""
+        return list(self._accounts.bind(user, key))
 
     def on_established(self, sid: bytes, peer_key: bytes) -> list[Action]:
         """Session ``sid`` completed its handshake with static key ``peer_key``."""
@@ -267,9 +245,7 @@ class HubCore:
         if isinstance(record, LoadingAccounts):
             return self._on_accounts(cast(dict[str, list[bytes]], result))
         if isinstance(record, ReloadingAccounts):
-            for user, keys in cast(dict[str, list[bytes]], result).items():
-                for key in keys:
-                    self._counters.accounts_reloaded += self._accounts.bind(user, key)
+            self._accounts.merge_all(cast(dict[str, list[bytes]], result))
             return []
         if isinstance(record, BindingAccount):
             return self._on_bound(record, cast(list[bytes], result))
@@ -342,26 +318,19 @@ class HubCore:
                 actions += self._admit(session)
         return actions
 
-    def _merge_keys(self, user: str, keys: list[bytes]) -> None:
-        """Bind what the store has for ``user`` (an ``adduser`` since the accounts were read)."""
-        for key in keys:
-            self._counters.accounts_reloaded += self._accounts.bind(user, key)
-
     def _on_checked(self, record: CheckingAccount, keys: list[bytes]) -> list[Action]:
         session = record.session
         if session.phase is not SessionPhase.AWAITING_ACCOUNTS:
             return []  # ended meanwhile
-        self._merge_keys(record.hello.user, keys)
+        self._accounts.merge(record.hello.user, keys)
         return self._admit(session, record.hello, checked=True)
 
     def _on_bound(self, record: BindingAccount, keys: list[bytes]) -> list[Action]:
         """A first-use binding found the name bound in the store to other keys (an
         ``adduser`` while the hub ran): the name is theirs, as a restarted hub would see."""
         user, key = record.user, record.key
-        if key in keys:
+        if self._accounts.on_bound(user, key, keys):
             return []
-        self._accounts.unbind(user, key)
-        self._merge_keys(user, keys)
         actions: list[Action] = []
         for session in list(self._sessions.values()):
             live = session.phase is not SessionPhase.ENDED
@@ -392,14 +361,13 @@ class HubCore:
         if admission in (Admission.UNKNOWN, Admission.TAKEN) and not checked:
             if session.phase is SessionPhase.AWAITING_HELLO:
                 session.advance(SessionPhase.AWAITING_ACCOUNTS)
-            check = LoadUserKeys(hello.user)
-            return [self._pending.submit(check, CheckingAccount(session, hello))]
+            return [self._accounts.read_keys(session, hello)]
         if admission is Admission.UNKNOWN:
             return self._refuse(session, hello.user, REASON_UNKNOWN_USER)
         if admission is Admission.TAKEN:
             return self._refuse(session, hello.user, REASON_TAKEN)
         if admission is Admission.NEW_NAME:
-            actions += self.add_account(hello.user, session.key, first_use=True)
+            actions += self._accounts.bind(hello.user, session.key, first_use=True)
             actions.append(Notify(AccountBound(hello.user, session.key)))
         old = self._devices.get((hello.user, hello.device))
         if old is not None and not old.welcomed:  # a newer hello wins over a pending one
