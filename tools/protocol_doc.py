@@ -79,6 +79,7 @@ _CONSTANT_MODULES = (
     "udpim.core.congestion",
     "udpim.core.dialer",
     "udpim.core.transmit",
+    "udpim.core.packing",
 )
 
 _CONSTANTS: dict[str, str] = {

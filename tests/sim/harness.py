@@ -81,7 +81,7 @@ TIMESTAMP_BASE_NS = 1_700_000_000 * 10**9
 
 IN_FLIGHT_SLACK_BYTES = 4 * 1200
 """Packets the core may send past the congestion window: PTO probes (up to two), the
-handshake confirmation and a heartbeat (transmit.py "Packing order")."""
+handshake confirmation and a heartbeat (packing.py "Packing order")."""
 NETWORK_SLACK_BYTES = 64 * 1024
 """Bytes in the network beyond twice the sender's largest window: ACK-only packets
 (not counted in flight), and packets sent before a loss shrank the window."""

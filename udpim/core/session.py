@@ -28,7 +28,8 @@ Rules:
 * Receiving alone produces output (acks, path responses), so the caller pulls
   ``datagrams_to_send`` after every input, after draining events.
 
-The packet assembly lives in ``transmit.py``; the components live in their own modules
+Frame dispatch lives in ``transmit.py`` and packet assembly in ``packing.py``; the
+components live in their own modules
 (``recovery``, ``ackranges``, ``sendbuffer``, ``recvbuffer``, ``keepalive``, ``path``,
 ``protection``, ``dialer``).
 """
