@@ -29,7 +29,7 @@ from udpim.net.datadir import DAEMON_LOCK, hold_data_dir
 from udpim.net.errors import DataDirBusy, ListenError, PeerRefused, ServiceFailed, plain_errors
 from udpim.net.hub import HubConfig, serve_hub
 from udpim.net.keyquery import QUERY, QUERY_BYTES, answer_query, parse_answer_untrusted
-from udpim.net.listen import open_udp_socket
+from udpim.net.listen import SOCKET_RECEIVE_BUFFER_BYTES, open_udp_socket
 from udpim.net.peer import PeerConfig, serve_peer
 from udpim.net.reconnect import Backoff
 from udpim.net.udp import EndpointDriver
@@ -102,6 +102,25 @@ async def test_listen_errors_are_one_line(tmp_path: Path) -> None:
             await open_udp_socket(("127.0.0.1", port))
         with pytest.raises(ListenError, match=r"address in use$"):
             await serve_hub(HubConfig(tmp_path / "hub", ("127.0.0.1", port)))
+
+
+def _rmem_max() -> int | None:
+    """Linux's cap on a socket's requested receive queue, if this is Linux."""
+    path = Path("/proc/sys/net/core/rmem_max")
+    return int(path.read_text()) if path.exists() else None
+
+
+async def test_a_listening_socket_asks_for_a_large_receive_queue() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        default = plain.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    sock = await open_udp_socket(("127.0.0.1", 0))
+    with sock:
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    cap = _rmem_max()
+    if cap is None:
+        assert granted >= default
+    else:  # Linux grants min(asked, rmem_max), doubled for its bookkeeping
+        assert granted == 2 * min(SOCKET_RECEIVE_BUFFER_BYTES, cap)
 
 
 async def test_second_hub_on_a_data_dir_fails(tmp_path: Path) -> None:
