@@ -105,11 +105,12 @@ def _comparison_table(results: Sequence[CellResult]) -> list[str]:
     return lines
 
 
-def _attempts(attempts: dict[int, int]) -> str:
+def _arrivals(attempts: dict[int, int], rebuilt: int) -> str:
+    """``first copy / rebuilt by FEC / 2nd / 3rd / 4th+ copy``."""
     buckets = {1: 0, 2: 0, 3: 0, 4: 0}
     for count, messages in attempts.items():
         buckets[min(count, 4)] += messages
-    return " / ".join(str(buckets[k]) for k in (1, 2, 3, 4))
+    return " / ".join(str(n) for n in (buckets[1], rebuilt, buckets[2], buckets[3], buckets[4]))
 
 
 def _slice(tail: TailSlice) -> str:
@@ -123,7 +124,9 @@ def _profile_row(cell: LinkCell, profile: TailProfile) -> str:
     first, second = profile.first_retransmit_gap, profile.second_retransmit_gap
     triggers = profile.retransmit_triggers
     return (
-        f"| {cell.label} | {_attempts(profile.attempts)} | {profile.hol_blocked} "
+        f"| {cell.label} | {_arrivals(profile.attempts, profile.rebuilt)} "
+        f"| {format_ms(profile.latency_rebuilt.p50)} / {format_ms(profile.latency_rebuilt.max)} "
+        f"| {profile.hol_blocked} "
         f"| {format_ms(profile.sender_wait.p50)} / {format_ms(profile.sender_wait.p99)} "
         f"| {format_ms(first.p50)} / {format_ms(first.p90)} / {format_ms(first.max)} "
         f"| {format_ms(second.p50)} / {format_ms(second.max)} "
@@ -136,12 +139,13 @@ def _profile_row(cell: LinkCell, profile: TailProfile) -> str:
 
 def _profile_table(results: Sequence[CellResult]) -> list[str]:
     lines = [
-        "| link | messages by transmissions needed (1 / 2 / 3 / 4+) | HOL-blocked "
+        "| link | messages that arrived as: 1st copy / rebuilt by FEC / 2nd / 3rd / 4th+ copy "
+        "| rebuilt: latency p50 / max | HOL-blocked "
         "| sender wait p50 / p99 | 1st retransmit after p50 / p90 / max "
         "| 2nd retransmit after p50 / max | retransmits on ACK / on timer "
         "| spurious copies | first-copy packets per message | delayed ACKs / ACKs "
         "| p99 and its mean sender wait / network / HOL wait |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_profile_row(r.cell, r.representative.udpim.profile) for r in results]
     return lines
@@ -231,6 +235,7 @@ def _slice_json(tail: TailSlice) -> dict[str, object]:
         "threshold_ms": round(tail.threshold_s * 1000, 3),
         "messages": tail.messages,
         "attempts": tail.attempts,
+        "rebuilt": tail.rebuilt,
         "hol_only": tail.hol_only,
         "mean_sender_wait_ms": round(tail.mean_sender_wait_s * 1000, 3),
         "mean_network_ms": round(tail.mean_network_s * 1000, 3),
@@ -244,6 +249,8 @@ def _profile_json(profile: TailProfile) -> dict[str, object]:
         "latency_by_attempts_ms": {
             k: _percentiles_json(v) for k, v in profile.latency_by_attempts.items()
         },
+        "rebuilt": profile.rebuilt,
+        "latency_rebuilt_ms": _percentiles_json(profile.latency_rebuilt),
         "hol_blocked": profile.hol_blocked,
         "first_retransmit_gap_ms": _percentiles_json(profile.first_retransmit_gap),
         "second_retransmit_gap_ms": _percentiles_json(profile.second_retransmit_gap),

@@ -20,6 +20,11 @@ Rules it keeps:
 * ``attempts`` counts transmissions up to and including the first that arrived (1 =
   no loss). A copy sent after the message had already arrived is *spurious* (its ACK
   was lost or late): it costs wire bytes, not latency.
+* A message delivered before any copy of its data reached the server was *rebuilt* by
+  forward error correction: a repair is the only other way its bytes could get there.
+  Its arrival is taken as its delivery (the rebuild happened no later; its HOL wait is
+  counted as 0), so copies sent after the rebuild are spurious, and it is counted under
+  ``rebuilt``, not under ``attempts``.
 * A retransmission is *ACK-triggered* when it is the client's first send within
   ``ACK_TRIGGER_WINDOW_S`` after a server packet arrived (loss detected by the packet
   or time threshold while processing an ACK); otherwise *timer-triggered* (the loss
@@ -71,10 +76,24 @@ class MessageTimeline:
     delivered_at: float | None
 
     @property
-    def arrival(self) -> float | None:
-        """When its data first reached the server."""
+    def copy_arrival(self) -> float | None:
+        """When a copy of its data first reached the server."""
         arrived = [at for _, at in self.sends if at is not None]
         return min(arrived) if arrived else None
+
+    @property
+    def rebuilt(self) -> bool:
+        """Delivered before any copy arrived: an FEC repair rebuilt it."""
+        if self.delivered_at is None or not self.sends:
+            return False
+        copy = self.copy_arrival
+        return copy is None or self.delivered_at < copy
+
+    @property
+    def arrival(self) -> float | None:
+        """When its data first reached the server: a copy's arrival, or for a rebuilt
+        message its delivery (the rebuild came no later)."""
+        return self.delivered_at if self.rebuilt else self.copy_arrival
 
     @property
     def attempts(self) -> int:
@@ -105,7 +124,8 @@ class TailSlice:
     Attributes:
         threshold_s: the percentile's latency.
         messages: how many messages are at or above it.
-        attempts: how many of them needed 1, 2, 3... transmissions.
+        attempts: how many of them (not rebuilt) needed 1, 2, 3... transmissions.
+        rebuilt: how many of them an FEC repair rebuilt before any copy arrived.
         hol_only: how many arrived at the first attempt and waited only on an earlier one.
         mean_sender_wait_s, mean_network_s, mean_hol_wait_s: the mean latency parts.
     """
@@ -113,6 +133,7 @@ class TailSlice:
     threshold_s: float
     messages: int
     attempts: dict[int, int]
+    rebuilt: int
     hol_only: int
     mean_sender_wait_s: float
     mean_network_s: float
@@ -125,8 +146,10 @@ class TailProfile:
 
     Attributes:
         messages: messages sent.
-        attempts: messages by transmissions needed (1 = no loss).
+        attempts: messages not rebuilt, by transmissions needed (1 = no loss).
         latency_by_attempts: latency percentiles of each ``attempts`` group.
+        rebuilt: messages an FEC repair rebuilt before any copy of them arrived.
+        latency_rebuilt: their latency percentiles.
         hol_blocked: messages delivered ``HOL_THRESHOLD_S`` or more after they arrived.
         first_retransmit_gap: time from a lost first copy to the second copy.
         second_retransmit_gap: time from a lost second copy to the third.
@@ -144,6 +167,8 @@ class TailProfile:
     messages: int
     attempts: dict[int, int]
     latency_by_attempts: dict[int, Percentiles]
+    rebuilt: int
+    latency_rebuilt: Percentiles
     hol_blocked: int
     first_retransmit_gap: Percentiles
     second_retransmit_gap: Percentiles
@@ -189,12 +214,13 @@ def _slice(stories: Sequence[MessageTimeline], threshold_s: float) -> TailSlice:
         if split is None:
             continue
         parts.append(split)
-        hol_only += story.attempts == 1 and split[2] >= HOL_THRESHOLD_S
+        hol_only += not story.rebuilt and story.attempts == 1 and split[2] >= HOL_THRESHOLD_S
     count = max(len(parts), 1)
     return TailSlice(
         threshold_s=threshold_s,
         messages=len(late),
-        attempts=dict(sorted(Counter(m.attempts for m in late).items())),
+        attempts=dict(sorted(Counter(m.attempts for m in late if not m.rebuilt).items())),
+        rebuilt=sum(1 for m in late if m.rebuilt),
         hol_only=hol_only,
         mean_sender_wait_s=sum(p[0] for p in parts) / count,
         mean_network_s=sum(p[1] for p in parts) / count,
@@ -244,16 +270,21 @@ def profile_tail(
     stories = timelines(log, queued_at, delivered_at)
     latencies = sorted(m.latency if m.latency is not None else float("inf") for m in stories)
     by_attempts: dict[int, list[float]] = {}
+    rebuilt: list[float] = []
     for story in stories:
-        if story.latency is not None:
+        if story.latency is not None and story.rebuilt:
+            rebuilt.append(story.latency)
+        elif story.latency is not None:
             by_attempts.setdefault(story.attempts, []).append(story.latency)
     parts = [p for m in stories if (p := m.parts()) is not None]
     first_sends = {m.sends[0][0] for m in stories if m.sends}  # one send time per packet
     acks = [f for p in log.down for f in p.frames if isinstance(f, AckFrame)]
     return TailProfile(
         messages=len(stories),
-        attempts=dict(sorted(Counter(m.attempts for m in stories).items())),
+        attempts=dict(sorted(Counter(m.attempts for m in stories if not m.rebuilt).items())),
         latency_by_attempts={k: Percentiles.of(v) for k, v in sorted(by_attempts.items())},
+        rebuilt=len(rebuilt),
+        latency_rebuilt=Percentiles.of(rebuilt),
         hol_blocked=sum(1 for p in parts if p[2] >= HOL_THRESHOLD_S),
         first_retransmit_gap=Percentiles.of(_retransmit_gaps(stories, 1)),
         second_retransmit_gap=Percentiles.of(_retransmit_gaps(stories, 2)),
