@@ -124,6 +124,12 @@ async def test_messages_to_nobody_are_rejected(
         assert status["outbox"] == {"queued": 0, "accepted": 0, "delivered": 0, "rejected": 1}
 
 
+async def _adduser_while_running(tmp_path: Path, user: str, key: bytes) -> None:
+    """What 'udpim hub adduser USER KEY' does: write the hub's database while it runs."""
+    async with await SqliteStore.open(tmp_path / "hub" / "hub.db", "hub") as store:
+        await store.submit(BindAccount(user, key)).wait()
+
+
 @pytest.mark.parametrize("seed", [31])
 async def test_a_closed_hub_lets_in_a_user_added_while_it_runs(
     seed: int, autojump_clock: trio.testing.MockClock, tmp_path: Path
@@ -135,9 +141,7 @@ async def test_a_closed_hub_lets_in_a_user_added_while_it_runs(
         await world.start_daemon(bob)
         await trio.sleep(60)  # refused: its handshakes go unanswered, it keeps trying
         assert bob.welcomes() == 0
-        # What 'udpim hub adduser' does: write the hub's database while it runs.
-        async with await SqliteStore.open(tmp_path / "hub" / "hub.db", "hub") as store:
-            await store.submit(BindAccount("bob", bob_key.public)).wait()
+        await _adduser_while_running(tmp_path, "bob", bob_key.public)
         added_at = trio.current_time()
         await world.wait_welcomed(bob)
         # Within the daemon's next handshake attempts, not after a hub restart.
@@ -154,9 +158,7 @@ async def test_an_open_hub_keeps_a_name_added_while_it_runs_for_its_key(
         (carol,) = await world.welcomed_daemons("carol")  # the hub has read its accounts
         alice = world.add_daemon("alice", "alice", hub_key=hub.public_key)
         alice_key, _ = load_or_create_identity(alice.data_dir)
-        # What 'udpim hub adduser alice KEY' does while the open hub runs.
-        async with await SqliteStore.open(tmp_path / "hub" / "hub.db", "hub") as store:
-            await store.submit(BindAccount("alice", alice_key.public)).wait()
+        await _adduser_while_running(tmp_path, "alice", alice_key.public)
         mallory = await world.daemon("mallory", "alice")  # first to ask, another key
         error = await world.wait_stopped(mallory)
         assert isinstance(error, PeerRefused)
